@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from tsm.reward import RewardScorer, score, score_batch
+
+RESPONSES = [r"\boxed{2x}", r"\boxed{3x}", "nothing", r"\boxed{2x"]
+GOLDS = ["2*x"] * 4
+
+
+def test_inline_batch_keeps_order_and_matches_score():
+    out = score_batch(RESPONSES, GOLDS, workers=0)
+    assert [s.reason for s in out.scores] == ["correct", "wrong", "no_box", "unbalanced"]
+    assert out.scores == [score(r, g) for r, g in zip(RESPONSES, GOLDS)]
+    assert out.values == [1.0, 0.1, 0.0, 0.0] and out.n_timeouts == 0 and out.correct_frac == 0.25
+
+
+def test_pool_batch_matches_inline_and_counts_timeouts():
+    with RewardScorer(workers=2, timeout_s=5.0) as scorer:
+        out = scorer(RESPONSES * 3, GOLDS * 3)
+        assert [s.reason for s in out.scores] == ["correct", "wrong", "no_box", "unbalanced"] * 3
+    # A limit far below one item's cost: every item times out, is counted, and scores 0.
+    big = r"\boxed{" + " + ".join(f"\\sin({k}x)" for k in range(60)) + "}"
+    with RewardScorer(workers=1, timeout_s=1e-4) as scorer:
+        out = scorer([big, big], ["cos(x)", "sin(x)"])
+        assert [s.reason for s in out.scores] == ["timeout", "timeout"]
+        assert out.n_timeouts == 2 and scorer.n_timeouts == 2 and out.values == [0.0, 0.0]
+
+
+def test_shipped_config_instantiates_with_every_key_used():
+    cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "reward" / "default.yaml")
+    cfg.workers = 0
+    scorer = instantiate(cfg)
+    try:
+        assert isinstance(scorer, RewardScorer)
+        assert scorer.config.format_score == cfg.format_score
+        assert scorer.chunk_size == cfg.chunk_size
+        assert scorer([r"\boxed{2x}"], ["2*x"]).values == [cfg.correct_score]
+    finally:
+        scorer.close()

@@ -1,0 +1,173 @@
+"""Supervised finetuning (the first half of Diff-TSM's recipe) as a LightningModule.
+
+Features and the flags that turn them on (torchtune-style):
+
+- Completion-only cross-entropy: prompt tokens carry no loss (labels -100, ``tsm.data.sft``).
+- Loss normalized by the number of target tokens of the whole optimizer step, summed over
+  micro-batches and DDP ranks: every target token weighs the same whatever the accumulation or
+  device count (``data_module.batch_size`` / ``micro_batch_size``; ``trainer.devices``).
+- AdamW with linear warmup and cosine decay: ``sft.optimizer.lr``, ``sft.warmup_steps``,
+  ``sft.min_lr_ratio``; gradient clipping by global norm: ``sft.grad_clip`` (0 = off).
+- bf16 autocast on GPU: ``trainer.precision=bf16-mixed``.
+- Gradient checkpointing: ``model.gradient_checkpointing=true``.
+- Validation loss each validation run, and every ``sft.val_generate_every`` steps a
+  generation-based ``val/accuracy@1`` on a fixed subset (greedy), scored by the reward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from tsm.algorithms.schedules import warmup_cosine_scheduler
+from tsm.data.sft import IGNORE_INDEX
+
+
+def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over target tokens, and their count.
+
+    The output projection runs only at positions that predict a target token: with prompts
+    longer than answers (the usual case here) that skips most of the vocabulary matmul, which
+    for a 49k-token vocabulary is a fifth of a 135M model's compute.
+    """
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    if decoder is None or head is None:  # an architecture without the usual split: full logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        logits, targets = logits[keep], labels[keep]
+    else:
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits, targets = head(hidden[:, :-1][keep]), labels[keep]
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss, keep.sum()
+
+
+class SFTModule(L.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        max_steps: int,
+        warmup_steps: int = 10,
+        min_lr_ratio: float = 0.1,
+        grad_clip: float = 1.0,
+        val_generate_every: int = 0,
+        val_max_new_tokens: int = 64,
+        reward: Any = None,
+    ):
+        super().__init__()
+        if max_steps < 1:
+            raise ValueError(f"sft.max_steps must be >= 1, got {max_steps}")
+        self.automatic_optimization = False  # exact token-normalized accumulation, see module doc
+        self.model, self.tokenizer, self.reward = model, tokenizer, reward
+        self.optimizer_factory = optimizer
+        self.max_steps, self.warmup_steps, self.min_lr_ratio = max_steps, warmup_steps, min_lr_ratio
+        self.grad_clip = grad_clip
+        self.val_generate_every, self.val_max_new_tokens = val_generate_every, val_max_new_tokens
+        self._val_sums: list[torch.Tensor] = []
+        self._last_generate_step = -1
+
+    # -- optimization -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        opt = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+        sched = warmup_cosine_scheduler(opt, self.warmup_steps, self.max_steps, self.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+        return value
+
+    def training_step(self, step_batch: list[dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
+        t0 = time.perf_counter()
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        local_tokens = sum((mb["labels"][:, 1:] != IGNORE_INDEX).sum() for mb in step_batch)
+        global_tokens = self._global_sum(torch.as_tensor(local_tokens, device=self.device)).clamp(min=1)
+        # DDP averages gradients over ranks; scaling by world_size / global tokens turns that
+        # average into the sum over all target tokens divided by their global count.
+        scale = self.trainer.world_size / global_tokens.float()
+        loss_sum = torch.zeros((), device=self.device)
+        for i, mb in enumerate(step_batch):
+            last = i == len(step_batch) - 1
+            block = getattr(self.trainer.strategy, "block_backward_sync", None)  # DDP only
+            sync = block() if block is not None and not last else contextlib.nullcontext()
+            with sync:
+                loss, _ = token_loss_sum(self.model, mb)
+                self.manual_backward(loss * scale)
+            loss_sum += loss.detach()
+        if self.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        mean_loss = self._global_sum(loss_sum) / global_tokens
+        n_tok = sum(int(mb["attention_mask"].sum()) for mb in step_batch) * self.trainer.world_size
+        self.log_dict(
+            {
+                "train/loss": mean_loss,
+                "train/lr": sched.get_last_lr()[0],
+                "train/target_tokens": global_tokens.float(),
+                "train/tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9),
+            },
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+            rank_zero_only=True,
+        )
+        return mean_loss
+
+    # -- validation ---------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, n = token_loss_sum(self.model, batch)
+        self._val_sums.append(torch.stack([loss.detach().float(), n.float()]))
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_sums:
+            total = self._global_sum(torch.stack(self._val_sums).sum(0))
+            self.log("val/loss", total[0] / total[1].clamp(min=1), batch_size=1, rank_zero_only=True)
+            self._val_sums.clear()
+        step = self.global_step
+        due = self.val_generate_every > 0 and (
+            step % self.val_generate_every == 0 or step >= self.max_steps
+        )
+        if due and step != self._last_generate_step and not self.trainer.sanity_checking:
+            self._last_generate_step = step
+            acc = self.generation_accuracy()
+            if acc is not None:
+                self.log("val/accuracy@1", acc, batch_size=1, rank_zero_only=True)
+
+    def generation_accuracy(self) -> float | None:
+        """Greedy Accuracy@1 on the data module's fixed validation prompts (rank 0 computes it)."""
+        dm = self.trainer.datamodule
+        if self.reward is None or dm is None or not getattr(dm, "val_generate", {}).get("prompt_ids"):
+            return None
+        from tsm.evaluation import generate_and_score
+        from tsm.rollout.base import SamplingParams
+        from tsm.rollout.hf import HFEngine
+
+        value = torch.zeros((), device=self.device)
+        if self.trainer.is_global_zero:
+            engine = HFEngine(self.model, self.tokenizer)
+            result = generate_and_score(
+                engine, dm.val_generate["prompt_ids"], dm.val_generate["ground_truths"],
+                SamplingParams(max_new_tokens=self.val_max_new_tokens, temperature=0.0), self.reward,
+            )
+            value += result.metrics["accuracy@1"]
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            dist.broadcast(value, src=0)
+        return float(value)

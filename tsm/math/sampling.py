@@ -1,0 +1,317 @@
+"""Random functions of ``x`` drawn from Diff-TSM's distribution (AvataarAILabs/tsm, ``tslm/data.py``).
+
+Two families, mixed by ``simplicity`` (the probability of a template):
+
+* **Templates** (``polynomial``, ``trigonometric``, ``exponential``, ``logarithmic``,
+  ``composite``): a family is chosen uniformly, then one of its templates uniformly; integer
+  coefficients are uniform in ``[-max_coefficient, max_coefficient]`` and powers in
+  ``[1, max_power]``. Templates are built directly from sympy objects with the same operator
+  precedence as Diff-TSM's template strings (``"{a}*{b}^({c}*x + {d})"`` with ``b = -3`` means
+  ``a*(-(3**(c*x + d)))``, as Python's precedence reads it), so no string is ever parsed.
+* **Random trees** (``composite-complex``): depth at most ``max_depth``; at each level stop with
+  ``x`` at probability 0.2, else a unary step (40%) or a binary step (60%) with the weights of
+  :data:`UNARY_WEIGHTS` / :data:`BINARY_WEIGHTS`. A unary step is skipped when its operand has
+  no ``x``; a binary step keeps its left operand when neither side has ``x``; an operation whose
+  result is not finite (``1/0``, ``log(0)``) keeps its left operand, as Diff-TSM does. The
+  "combine with an integer" unary step draws the integer from ``[-5, 5]`` whatever
+  ``max_coefficient`` is (Diff-TSM calls it with its default of 5).
+
+After drawing, Diff-TSM runs ``simple_simplify``: three rounds of logcombine, signsimp,
+collect(x), rcollect(x), trigsimp, exptrigsimp, powsimp (~66 ms per example, its bottleneck).
+:func:`simplify` reproduces it in two modes:
+
+* ``"exact"``: the same result, computed faster: a round whose output equals its input is a
+  fixed point, so later rounds are skipped; logcombine / trigsimp / exptrigsimp are skipped on
+  expressions without a log / trig-or-hyperbolic / exp-trig-hyperbolic node (each pass returns
+  its input unchanged there, by their source); results are memoised per process.
+* ``"fast"`` (default for datasets): the cheap passes exactly, without trigsimp and
+  exptrigsimp, which cost ~90% of the time and change ~6% of random trees (argument factoring,
+  ``cos(x)*tan(x) -> sin(x)``, ...) and, on templates, all passes run only for the draws that
+  :func:`_template_changes` flags (the others are fixed points). ``experiments/data_fidelity`` measures that the dataset
+  distribution stays within tolerance of Diff-TSM's own samples, and
+  ``tests/math/test_sampling.py`` the per-expression agreement with ``"exact"``.
+
+All randomness comes from an explicit :class:`random.Random`; the global RNG is never used.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+from sympy.functions.elementary.hyperbolic import HyperbolicFunction
+from sympy.functions.elementary.trigonometric import TrigonometricFunction
+
+X = sympy.Symbol("x")
+
+TEMPLATE_TYPES = ("polynomial", "trigonometric", "exponential", "logarithmic", "composite")
+TREE_TYPE = "composite-complex"
+FUNCTION_TYPES = (*TEMPLATE_TYPES, TREE_TYPE)
+SIMPLIFY_MODES = ("fast", "exact")
+
+STOP_PROB = 0.2  # a tree level ends in ``x``
+UNARY_PROB = 0.4  # otherwise unary (else binary)
+UNARY_CONSTANT_RANGE = 5  # the integer of the "combine" unary step is uniform in [-5, 5]
+
+#: unary step -> weight (Diff-TSM's table; "combine" = binary op with a random integer).
+UNARY_WEIGHTS: dict[str, float] = {
+    "combine": 0.15, "sin": 0.15, "cos": 0.15, "exp": 0.12, "tan": 0.08, "log": 0.08,
+    "sqrt": 0.08, "sec": 0.04, "csc": 0.04, "cot": 0.04, "sinh": 0.04, "cosh": 0.04,
+    "tanh": 0.04, "inverse": 0.04, "square": 0.04,
+}
+#: binary step -> weight.
+BINARY_WEIGHTS: dict[str, float] = {"add": 0.30, "mul": 0.30, "sub": 0.30, "div": 0.09, "pow": 0.01}
+
+_UNARY_FUNCS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
+    "sin": sympy.sin, "cos": sympy.cos, "exp": sympy.exp, "tan": sympy.tan, "log": sympy.log,
+    "sqrt": sympy.sqrt, "sec": sympy.sec, "csc": sympy.csc, "cot": sympy.cot,
+    "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh,
+    "inverse": lambda f: 1 / f, "square": lambda f: f**2,
+}
+_BINARY_FUNCS: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
+    "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "sub": lambda a, b: a - b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a**b,
+}
+_UNARY_NAMES = list(UNARY_WEIGHTS)
+_BINARY_NAMES = list(BINARY_WEIGHTS)
+
+
+@dataclass(frozen=True)
+class SampledFunction:
+    """A drawn function after simplification, with its family and template (or ``None``)."""
+
+    expr: sympy.Expr
+    function_type: str
+    template: str | None
+
+
+_NOT_FINITE = (sympy.nan, sympy.oo, sympy.zoo, -sympy.oo)
+
+
+def is_finite(expr: sympy.Expr) -> bool:
+    """No nan/oo/zoo node: Diff-TSM's ``is_finite`` without its ``expr.is_infinite`` query.
+
+    For functions of a symbol without assumptions, ``is_infinite`` is True only where such a
+    node exists (checked in the tests on sampled draws), and the assumption query costs more
+    than building the node, so it is left out.
+    """
+    return not expr.has(*_NOT_FINITE)
+
+
+# ----------------------------------------------------------------------------- random trees
+
+
+def _binary(rng: random.Random, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    op = rng.choices(_BINARY_NAMES, weights=list(BINARY_WEIGHTS.values()))[0]
+    out = _BINARY_FUNCS[op](a, b)
+    return out if is_finite(out) else a
+
+
+def _unary(rng: random.Random, f: sympy.Expr) -> sympy.Expr:
+    op = rng.choices(_UNARY_NAMES, weights=list(UNARY_WEIGHTS.values()))[0]
+    if op == "combine":
+        k = sympy.Integer(rng.randint(-UNARY_CONSTANT_RANGE, UNARY_CONSTANT_RANGE))
+        out = _binary(rng, f, k)
+    else:
+        out = _UNARY_FUNCS[op](f)
+    return out if is_finite(out) else f
+
+
+def random_tree(rng: random.Random, max_depth: int = 4, depth: int = 0) -> sympy.Expr:
+    """One random expression tree (before simplification), as Diff-TSM's ``compose_functions``."""
+    if depth >= max_depth or rng.random() < STOP_PROB:
+        return X
+    if rng.random() < UNARY_PROB:
+        f = random_tree(rng, max_depth, depth + 1)
+        return _unary(rng, f) if f.has(X) else f
+    f1 = random_tree(rng, max_depth, depth + 1)
+    f2 = random_tree(rng, max_depth, depth + 1)
+    return _binary(rng, f1, f2) if (f1.has(X) or f2.has(X)) else f1
+
+
+# ----------------------------------------------------------------------------- templates
+
+_I = sympy.Integer
+_E = sympy.exp
+_sin, _cos, _log = sympy.sin, sympy.cos, sympy.log
+
+# (family, template text as Diff-TSM writes it, builder(a, b, c, d, n, m, o) with sympy Integers)
+TEMPLATES: tuple[tuple[str, str, Callable[..., sympy.Expr]], ...] = (
+    ("polynomial", "{a}*x**{n} + {b}*x**{m}", lambda a, b, c, d, n, m, o: a * X**n + b * X**m),
+    ("polynomial", "{a}*x**{n} + {b}*x**{m} + {c}*x**{o} + {d}",
+     lambda a, b, c, d, n, m, o: a * X**n + b * X**m + c * X**o + d),
+    ("trigonometric", "{a}*sin({b}*x + {c})", lambda a, b, c, d, n, m, o: a * _sin(b * X + c)),
+    ("trigonometric", "{a}*cos({b}*x + {c})", lambda a, b, c, d, n, m, o: a * _cos(b * X + c)),
+    ("trigonometric", "{a}*tan({b}*x + {c})", lambda a, b, c, d, n, m, o: a * sympy.tan(b * X + c)),
+    ("trigonometric", "{a}*cot({b}*x + {c})", lambda a, b, c, d, n, m, o: a * sympy.cot(b * X + c)),
+    ("trigonometric", "{a}*sec({b}*x + {c})", lambda a, b, c, d, n, m, o: a * sympy.sec(b * X + c)),
+    ("trigonometric", "{a}*csc({b}*x + {c})", lambda a, b, c, d, n, m, o: a * sympy.csc(b * X + c)),
+    ("trigonometric", "{a}*sin({b}*x)*cos({c}*x)",
+     lambda a, b, c, d, n, m, o: a * _sin(b * X) * _cos(c * X)),
+    ("trigonometric", "{d}*sin({a}*x)*sin({b}*x + {c})",
+     lambda a, b, c, d, n, m, o: d * _sin(a * X) * _sin(b * X + c)),
+    ("trigonometric", "{d}*cos({a}*x)*cos({b}*x + {c})",
+     lambda a, b, c, d, n, m, o: d * _cos(a * X) * _cos(b * X + c)),
+    ("trigonometric", "{d}*sin({a}*x)*cos({b}*x + {c})",
+     lambda a, b, c, d, n, m, o: d * _sin(a * X) * _cos(b * X + c)),
+    ("trigonometric", "{d}*cos({a}*x)*sin({b}*x + {c})",
+     lambda a, b, c, d, n, m, o: d * _cos(a * X) * _sin(b * X + c)),
+    ("trigonometric", "{a}*sin({b}*x^2 + {c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * _sin(b * X**2 + c * X + d)),
+    ("trigonometric", "{a}*cos({b}*x^2 + {c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * _cos(b * X**2 + c * X + d)),
+    ("exponential", "{a}*E^({b}*x + {c})", lambda a, b, c, d, n, m, o: a * _E(b * X + c)),
+    # "-3^(...)" is -(3^(...)) in the template's (Python's) precedence
+    ("exponential", "{a}*{b}^({c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * (-(abs(b) ** (c * X + d)) if b < 0 else b ** (c * X + d))),
+    ("exponential", "{a}*x*E^({b}*x + {d})", lambda a, b, c, d, n, m, o: a * X * _E(b * X + d)),
+    ("exponential", "{a}*E^({b}*x) + {c}*E^({d}*x)",
+     lambda a, b, c, d, n, m, o: a * _E(b * X) + c * _E(d * X)),
+    ("exponential", "{a}*E^({b}*x^2 + {c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * _E(b * X**2 + c * X + d)),
+    ("logarithmic", "{a}*log({b}*x + {c})", lambda a, b, c, d, n, m, o: a * _log(b * X + c)),
+    ("logarithmic", "{a}*x*log({b}*x + {d})", lambda a, b, c, d, n, m, o: a * X * _log(b * X + d)),
+    ("logarithmic", "{a}*log({b}*x^2 + {c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * _log(b * X**2 + c * X + d)),
+    ("logarithmic", "{a}*log({b}*x)/{c}*x + {d}",
+     lambda a, b, c, d, n, m, o: a * _log(b * X) / c * X + d),
+    ("composite", "{a}*sin({b}*x)*E^({c}*x + {d})",
+     lambda a, b, c, d, n, m, o: a * _sin(b * X) * _E(c * X + d)),
+    ("composite", "{a}*E^({b}*x + {d})*x^{n}", lambda a, b, c, d, n, m, o: a * _E(b * X + d) * X**n),
+    ("composite", "{a}*sin({b}*x)*cos({c}*x) + {d}*E^x",
+     lambda a, b, c, d, n, m, o: a * _sin(b * X) * _cos(c * X) + d * _E(X)),
+    ("composite", "{a}*log({b}*x + {d})*cos({c}*x)",
+     lambda a, b, c, d, n, m, o: a * _log(b * X + d) * _cos(c * X)),
+    ("composite", "{a}*sin({b}*x^2 + {d})*log({c}*x)",
+     lambda a, b, c, d, n, m, o: a * _sin(b * X**2 + d) * _log(c * X)),
+)
+_BY_FAMILY: dict[str, list[int]] = {t: [i for i, row in enumerate(TEMPLATES) if row[0] == t]
+                                    for t in TEMPLATE_TYPES}
+
+
+def draw_template(rng: random.Random, max_coefficient: int = 40, max_power: int = 5
+                  ) -> tuple[int, dict[str, int]]:
+    """Pick a template index and its parameters (all seven drawn, as Diff-TSM does)."""
+    family = rng.choice(TEMPLATE_TYPES)
+    index = rng.choice(_BY_FAMILY[family])
+    params = {k: rng.randint(-max_coefficient, max_coefficient) for k in "abcd"}
+    params.update({k: rng.randint(1, max_power) for k in "nmo"})
+    return index, params
+
+
+def build_template(index: int, params: dict[str, int]) -> sympy.Expr:
+    """The template's expression, as ``sympify(text.format(**params))`` evaluates it."""
+    return TEMPLATES[index][2](*(_I(params[k]) for k in "abcdnmo"))
+
+
+# ----------------------------------------------------------------------------- simplification
+
+_TRIG = (TrigonometricFunction, HyperbolicFunction)
+
+
+def _node_types(expr: sympy.Expr) -> set[type]:
+    return {type(node) for node in sympy.preorder_traversal(expr)}
+
+
+def _has_type(types: set[type], kinds: tuple[type, ...] | type) -> bool:
+    return any(issubclass(t, kinds) for t in types)
+
+
+def _needs_log(types: set[type]) -> bool:
+    return _has_type(types, sympy.log)
+
+
+def _needs_trig(types: set[type]) -> bool:
+    return _has_type(types, _TRIG)
+
+
+def _needs_exptrig(types: set[type]) -> bool:
+    return _has_type(types, (*_TRIG, sympy.exp)) or sympy.core.numbers.Exp1 in types
+
+
+# (name, pass, guard: pass is the identity when guard(node types) is False, by the pass's source)
+_PASSES: tuple[tuple[str, Callable[[sympy.Expr], sympy.Expr], Callable[[set[type]], bool] | None], ...] = (
+    ("logcombine", sympy.logcombine, _needs_log),
+    ("signsimp", sympy.signsimp, None),
+    ("collect", lambda f: sympy.collect(f, X), None),
+    ("rcollect", lambda f: sympy.rcollect(f, X), None),
+    ("trigsimp", sympy.trigsimp, _needs_trig),
+    ("exptrigsimp", sympy.exptrigsimp, _needs_exptrig),
+    ("powsimp", sympy.powsimp, None),
+)
+_EXPENSIVE = frozenset({"trigsimp", "exptrigsimp"})
+_MEMO: dict[tuple[str, bool, sympy.Expr], sympy.Expr] = {}
+_MEMO_LIMIT = 200_000  # entries; cleared when full (bounded memory in long-lived workers)
+
+
+def _round(expr: sympy.Expr, with_trig: bool) -> sympy.Expr:
+    for name, simplify_pass, guard in _PASSES:
+        if name in _EXPENSIVE and not with_trig:
+            continue
+        if guard is not None and not guard(_node_types(expr)):
+            continue
+        expr = simplify_pass(expr)
+    return expr
+
+
+def simple_simplify(expr: sympy.Expr, with_trig: bool = True) -> sympy.Expr:
+    """Diff-TSM's three rounds of passes; stops at a fixed point (identical result).
+
+    ``with_trig=False`` leaves out trigsimp and exptrigsimp (the "fast" mode's tree path).
+    """
+    key = ("simple_simplify", with_trig, expr)
+    cached = _MEMO.get(key)
+    if cached is not None:
+        return cached
+    out = expr
+    for _ in range(3):
+        nxt = _round(out, with_trig)
+        if nxt == out:
+            break
+        out = nxt
+    if len(_MEMO) >= _MEMO_LIMIT:
+        _MEMO.clear()
+    _MEMO[key] = out
+    return out
+
+
+def _template_changes(index: int, params: dict[str, int]) -> bool:
+    """Whether Diff-TSM's passes can change this template draw (else they are the identity).
+
+    Found by running ``"exact"`` over many seeded draws of every template, with and without
+    zero coefficients (``tests/math/test_sampling.py`` keeps checking it): ``a*b^(cx+d)`` gets
+    its base reduced (``27^(..) -> 3^(3..)``, coefficient absorbed); a quadratic argument with
+    ``d = 0`` gets factored (``sin(3x^2-23x) -> sin(x(3x-23))``); ``b = 0`` in a log template
+    leaves ``a*log(c)``, which logcombine folds into ``log(c^a)``. Everything else is a fixed
+    point. One known miss: ``a sin(bx)cos(cx) + d e^x`` becomes a sum of sines in ~4% of
+    draws (trigsimp's greedy choice, ~200 ms to compute); "fast" keeps the product there.
+    """
+    text = TEMPLATES[index][1]
+    if text == "{a}*{b}^({c}*x + {d})":
+        return True
+    if "x^2 + {c}*x + {d}" in text and params["d"] == 0:
+        return True
+    return "log({b}*x" in text and params["b"] == 0
+
+
+def simplify_template(index: int, params: dict[str, int], mode: str = "fast") -> sympy.Expr:
+    """The template draw after Diff-TSM's ``simple_simplify`` (``"fast"``: see the module doc)."""
+    raw = build_template(index, params)
+    if mode == "exact" or _template_changes(index, params):
+        return simple_simplify(raw, with_trig=True)
+    return raw
+
+
+def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coefficient: int = 40,
+                    max_power: int = 5, max_depth: int = 4, mode: str = "fast") -> SampledFunction:
+    """Draw one function: a template with probability ``simplicity``, else a random tree."""
+    if mode not in SIMPLIFY_MODES:
+        raise ValueError(f"simplify mode must be one of {SIMPLIFY_MODES}, got {mode!r}")
+    if rng.random() < simplicity:
+        index, params = draw_template(rng, max_coefficient, max_power)
+        expr = simplify_template(index, params, mode)
+        return SampledFunction(expr, TEMPLATES[index][0], TEMPLATES[index][1])
+    raw = random_tree(rng, max_depth)
+    return SampledFunction(simple_simplify(raw, with_trig=(mode == "exact")), TREE_TYPE, None)

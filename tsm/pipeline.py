@@ -1,0 +1,148 @@
+"""What ``train.py`` runs: build the pieces a composed config names, run its stages, report.
+
+A run folder (``paths.output_dir``) holds ``config.yaml`` (resolved), ``config_tree.txt``, one
+folder per stage (``sft/``: checkpoints, HF export, CSV logs) and ``metrics.json`` with the test
+Accuracy@1 before and after training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("tsm")
+
+
+def print_config_tree(cfg: DictConfig, save_dir: Path | None = None) -> str:
+    """The resolved config as a rich tree (printed), saved as text and YAML beside the run."""
+    import rich.syntax
+    import rich.tree
+    from rich.console import Console
+
+    tree = rich.tree.Tree("CONFIG", guide_style="dim")
+    for key, value in cfg.items():
+        branch = tree.add(str(key))
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        branch.add(rich.syntax.Syntax(text, "yaml"))
+    console = Console(record=True, width=110)
+    console.print(tree)
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        (save_dir / "config_tree.txt").write_text(console.export_text())
+        (save_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return console.export_text()
+
+
+def load_policy(cfg: DictConfig, init_from: str | Path | None = None):
+    from tsm.models import load_checkpoint, load_model_and_tokenizer
+
+    if init_from is not None:
+        log.info("Loading weights from %s", init_from)
+        return load_checkpoint(str(init_from))
+    log.info("Instantiating model <%s>", cfg.model.get("name", cfg.model._target_))
+    return load_model_and_tokenizer(instantiate(cfg.model))
+
+
+def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[str, float]:
+    """Greedy Accuracy@1 on the first ``evaluate.n_rows`` rows of the test split."""
+    from tsm.data.build import build_dataset
+    from tsm.data.datamodule import read_rows
+    from tsm.data.sft import encode_prompt
+    from tsm.evaluation import generate_and_score
+    from tsm.rollout.base import SamplingParams
+    from tsm.rollout.hf import HFEngine
+
+    files = build_dataset(instantiate(cfg.data))
+    rows = read_rows(files.test)[: cfg.evaluate.n_rows]
+    t0 = time.perf_counter()
+    result = generate_and_score(
+        HFEngine(model, tokenizer, batch_size=cfg.evaluate.batch_size),
+        [encode_prompt(tokenizer, r["prompt"]) for r in rows],
+        [r["reward_model"]["ground_truth"] for r in rows],
+        SamplingParams(max_new_tokens=cfg.evaluate.max_new_tokens, temperature=0.0),
+        reward,
+        function_types=[r["extra_info"]["function_type"] for r in rows],
+    )
+    m = result.metrics
+    log.info(
+        "[%s] test Accuracy@1 = %.1f%% on %d rows (boxed %.0f%%, %.0f s)",
+        tag, 100 * m["accuracy@1"], len(rows), 100 * m["boxed_rate"], time.perf_counter() - t0,
+    )
+    if result.responses:
+        log.info("[%s] sample response: %r", tag, result.responses[0][0][:200])
+    return m
+
+
+def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
+                  ckpt_path: str | None) -> Path:
+    from tsm.checkpointing import checkpoint_callbacks, finalize_stage
+
+    log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
+    dm = instantiate(stage_cfg.data_module)
+    dm.set_tokenizer(tokenizer)
+    log.info("Instantiating module <%s>", stage_cfg.module._target_)
+    module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward)
+    loggers = [instantiate(lg, save_dir=str(stage_dir)) for lg in cfg.get("logger", {}).values()]
+    log.info("Instantiating trainer <%s>", cfg.trainer._target_)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        max_steps=stage_cfg.max_steps,
+        val_check_interval=stage_cfg.val_check_interval,
+        default_root_dir=str(stage_dir),
+        callbacks=checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps),
+        logger=loggers or False,
+        use_distributed_sampler=False,  # the data module shards step batches itself
+        reload_dataloaders_every_n_epochs=1,  # a new order each epoch, and exact mid-epoch resume
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return finalize_stage(trainer, stage_dir)
+
+
+STAGE_RUNNERS = {"sft": run_sft_stage}
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Runs every stage in ``cfg.stages``; returns the metrics also written to metrics.json."""
+    out = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    print_config_tree(cfg, out)
+    unknown = [s for s in cfg.stages if s not in STAGE_RUNNERS]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; known: {sorted(STAGE_RUNNERS)}")
+    reward = instantiate(cfg.reward)
+    model, tokenizer = load_policy(cfg)
+    metrics: dict[str, Any] = {"output_dir": str(out)}
+    t_start = time.perf_counter()
+    if cfg.evaluate.before:
+        metrics["before"] = test_accuracy(cfg, model, tokenizer, reward, "before")
+    init_from: Path | None = None
+    for i, stage in enumerate(cfg.stages):
+        if init_from is not None:
+            model, tokenizer = load_policy(cfg, init_from)
+        t0 = time.perf_counter()
+        init_from = STAGE_RUNNERS[stage](
+            cfg, cfg[stage], model, tokenizer, reward, out / stage, cfg.ckpt_path if i == 0 else None
+        )
+        metrics[f"{stage}/seconds"] = time.perf_counter() - t0
+        metrics[f"{stage}/hf"] = str(init_from)
+    if cfg.evaluate.after:
+        metrics["after"] = test_accuracy(cfg, model, tokenizer, reward, "after")
+    metrics["seconds"] = time.perf_counter() - t_start
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_rank() != 0:
+            return metrics
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if "before" in metrics and "after" in metrics:
+        log.info(
+            "Test Accuracy@1: before %.1f%% -> after %.1f%%  (%s)",
+            100 * metrics["before"]["accuracy@1"], 100 * metrics["after"]["accuracy@1"], out,
+        )
+    return metrics

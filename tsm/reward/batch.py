@@ -1,0 +1,115 @@
+"""Score many responses at once in a persistent pool with a per-item wall-clock limit.
+
+``RewardScorer`` owns a ``tsm.parallel.TimeoutPool`` of worker subprocesses (so it is safe from
+the training process, from DataLoader workers and under DDP; no ``signal.alarm``). An item that
+overruns ``timeout_s`` scores 0 with reason ``timeout``; its worker is killed and replaced, the
+other items are unaffected, and order is kept. ``workers=0`` scores inline in the caller (no
+time limit: the parser's size guards are then the only bound), for tests and small runs.
+
+Each worker keeps its own gold cache, so sending a batch grouped by prompt (as GRPO does) reuses
+the parsed gold across a group.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from tsm.parallel import TaskResult, TimeoutPool
+from tsm.reward.scoring import RewardConfig, Score, score
+
+__all__ = ["BatchScores", "RewardScorer", "score_batch"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """Scores in input order, and how many items timed out or hit an unexpected error."""
+
+    scores: list[Score]
+    n_timeouts: int
+    n_errors: int
+
+    @property
+    def values(self) -> list[float]:
+        return [s.value for s in self.scores]
+
+    @property
+    def correct_frac(self) -> float:
+        return sum(s.correct for s in self.scores) / len(self.scores) if self.scores else 0.0
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, i: int) -> Score:
+        return self.scores[i]
+
+
+def score_item(item: tuple[str, str, dict]) -> Score:
+    """Pool entry point: ``(response, ground_truth, RewardConfig fields)`` -> Score."""
+    response, ground_truth, options = item
+    return score(response, ground_truth, **options)
+
+
+def warm_up() -> None:
+    """Pool initializer: import sympy/mpmath and fill caches before the first timed item."""
+    score("\\boxed{2x}", "2*x")
+
+
+def _to_score(res: TaskResult) -> Score:
+    if res.ok:
+        return res.value
+    if res.timed_out:
+        return Score(0.0, False, "timeout")
+    return Score(0.0, False, "error", None, res.error)
+
+
+class RewardScorer:
+    """The reward as a configured object: ``scorer(responses, ground_truths) -> BatchScores``."""
+
+    def __init__(self, correct_score: float = 1.0, format_score: float = 0.1,
+                 max_answer_chars: int = 1000, max_depth: int = 20, shortness_weight: float = 0.0,
+                 workers: int = 0, timeout_s: float = 5.0, chunk_size: int = 1):
+        self.config = RewardConfig(correct_score=correct_score, format_score=format_score,
+                                   max_answer_chars=max_answer_chars, max_depth=max_depth,
+                                   shortness_weight=shortness_weight)
+        self.chunk_size = chunk_size
+        self.pool = TimeoutPool("tsm.reward.batch:score_item", workers, timeout_s,
+                                init="tsm.reward.batch:warm_up" if workers else None)
+        self.n_timeouts = 0
+
+    def score(self, response: str, ground_truth: str) -> Score:
+        """One item, inline in the caller (no pool)."""
+        return score(response, ground_truth, self.config)
+
+    def __call__(self, responses: Sequence[str], ground_truths: Sequence[str]) -> BatchScores:
+        if len(responses) != len(ground_truths):
+            raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
+        opts = asdict(self.config)
+        results = self.pool.map([(r, g, opts) for r, g in zip(responses, ground_truths)],
+                                chunk_size=self.chunk_size)
+        scores = [_to_score(r) for r in results]
+        n_timeouts = sum(r.timed_out for r in results)
+        n_errors = sum(s.reason == "error" for s in scores)
+        self.n_timeouts += n_timeouts
+        if n_timeouts or n_errors:
+            log.warning("reward: %d timeouts, %d errors in a batch of %d", n_timeouts, n_errors,
+                        len(scores))
+        return BatchScores(scores, n_timeouts, n_errors)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> RewardScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def score_batch(responses: Sequence[str], ground_truths: Sequence[str], *, workers: int = 0,
+                timeout_s: float = 5.0, **options: float | int) -> BatchScores:
+    """One-off batch scoring (starts and stops a pool; keep a ``RewardScorer`` to reuse one)."""
+    with RewardScorer(workers=workers, timeout_s=timeout_s, **options) as scorer:
+        return scorer(responses, ground_truths)

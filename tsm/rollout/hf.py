@@ -1,0 +1,153 @@
+"""Rollouts from the live policy with a plain KV-cache decoding loop (no vLLM needed).
+
+Why not ``model.generate``: we need the log-probability of every sampled token, and asking
+``generate`` for per-step logits keeps a [batch, steps, vocab] tensor alive (GBs for a 49k
+vocabulary). This loop computes the chosen token's logprob at each step and keeps nothing else.
+
+Logprob convention (shared with the vLLM engine): ``log_softmax(logits / T)`` of the raw model
+logits, before top-k/top-p truncation (T = 1 when greedy). That is the quantity a
+policy-gradient loss recomputes with a teacher-forced forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from tsm.rollout.base import Rollouts, SamplingParams
+
+
+def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token once the mass *before* it already reaches top_p (the top token always stays)
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+class HFEngine:
+    """Batched sampling on a ``transformers`` causal LM (the policy itself, so always in sync)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        eos = tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """The engine shares the policy's parameters; loading copies into them (for API parity)."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                params[name].copy_(tensor)
+
+    @torch.no_grad()
+    def generate(
+        self, prompt_token_ids: Sequence[Sequence[int]], n: int, sampling: SamplingParams
+    ) -> Rollouts:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        flat = [(i, list(p)) for i, p in enumerate(prompt_token_ids) for _ in range(n)]
+        gen = None
+        if sampling.seed is not None:
+            gen = torch.Generator(device=self._device).manual_seed(sampling.seed)
+        was_training = self.model.training
+        self.model.eval()
+        t0 = time.perf_counter()
+        out_ids: list[list[int]] = []
+        out_lps: list[list[float]] = []
+        reasons: list[str] = []
+        try:
+            # longest prompts first: batches of similar length waste less padding
+            order = sorted(range(len(flat)), key=lambda k: -len(flat[k][1]))
+            results: dict[int, tuple[list[int], list[float], str]] = {}
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                for k, res in zip(idx, self._generate_batch([flat[k][1] for k in idx], sampling, gen)):
+                    results[k] = res
+            for k in range(len(flat)):
+                ids, lps, reason = results[k]
+                out_ids.append(ids)
+                out_lps.append(lps)
+                reasons.append(reason)
+        finally:
+            self.model.train(was_training)
+        elapsed = time.perf_counter() - t0
+        texts = self.tokenizer.batch_decode(out_ids, skip_special_tokens=True)
+        n_tok = sum(len(t) for t in out_ids)
+        return Rollouts(
+            prompt_index=[i for i, _ in flat],
+            token_ids=out_ids,
+            texts=texts,
+            logprobs=out_lps,
+            finish_reasons=reasons,
+            n=n,
+            stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
+        )
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _generate_batch(self, prompts: list[list[int]], sp: SamplingParams, gen):
+        device = self._device
+        B, L = len(prompts), max(len(p) for p in prompts)
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long, device=device)
+        attn = torch.zeros((B, L), dtype=torch.long, device=device)
+        for b, p in enumerate(prompts):  # left padding: every row's next token sits at column L
+            input_ids[b, L - len(p) :] = torch.tensor(p, device=device)
+            attn[b, L - len(p) :] = 1
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        next_pos = position_ids[:, -1] + 1
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        tokens: list[torch.Tensor] = []
+        lps: list[torch.Tensor] = []
+        eos = torch.tensor(sorted(self.eos_ids), device=device)
+        for _ in range(sp.max_new_tokens):
+            logits = logits.float()
+            if sp.greedy:
+                logp = torch.log_softmax(logits, -1)
+                tok = logits.argmax(-1)
+            else:
+                logp = torch.log_softmax(logits / sp.temperature, -1)
+                filtered = _filter_top_k_top_p(logits / sp.temperature, sp.top_k, sp.top_p)
+                tok = torch.multinomial(torch.softmax(filtered, -1), 1, generator=gen).squeeze(-1)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            tokens.append(tok)
+            lps.append(logp.gather(-1, tok[:, None]).squeeze(-1))
+            done = done | torch.isin(tok, eos)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, attn.new_ones((B, 1))], dim=1)  # finished rows decode pad, ignored
+            out = self.model(
+                input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                past_key_values=cache, use_cache=True,
+            )
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        tok_mat = torch.stack(tokens, 1).tolist()
+        lp_mat = torch.stack(lps, 1).tolist()
+        results = []
+        for b in range(B):
+            ids, lp = [], []
+            reason = "length"
+            for t, l in zip(tok_mat[b], lp_mat[b]):
+                ids.append(t)
+                lp.append(l)
+                if t in self.eos_ids:
+                    reason = "stop"
+                    break
+            results.append((ids, lp, reason))
+        return results
