@@ -37,7 +37,7 @@ TINY_RUN = [
 def compose_cfg(config_name: str, overrides: list[str], tmp_path: Path | None = None) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides)
     if tmp_path is not None:
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")

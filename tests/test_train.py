@@ -77,12 +77,11 @@ def test_resume_from_ckpt_matches_uninterrupted_run(tmp_path, data_dir):
     common = ["evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
               "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
               "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8"]
-    # 256 rows / batch 8 = 32 steps per epoch: stop at 3, resume to 6 (mid-epoch)
-    full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.max_steps=6")
+    # 256 rows / batch 8 = 32 steps per epoch. The full run saves at step 3 (mid-epoch) and goes
+    # on to 6; a second run resumes from that step-3 checkpoint and must land on the same weights.
+    full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.max_steps=6", "sft.save_every_n_steps=3")
     run(full)
-    part = tiny_cfg(tmp_path / "part", data_dir, *common, "sft.max_steps=3")
-    run(part)
-    ckpt = Path(part.paths.output_dir) / "sft" / "checkpoints" / "last.ckpt"
+    ckpt = Path(full.paths.output_dir) / "sft" / "checkpoints" / "step3.ckpt"
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["global_step"] == 3 and state["optimizer_states"][0]["state"]
     resumed = tiny_cfg(tmp_path / "resumed", data_dir, *common, "sft.max_steps=6", f"ckpt_path={ckpt}")
@@ -134,6 +133,8 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
             cmd.append("trainer.strategy=ddp")
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        if devices == 2:  # really two processes in one gloo group
+            assert "MEMBER: 2/2" in proc.stdout + proc.stderr
         losses[devices] = [float(r["train/loss"]) for r in csv_metrics(run_dir) if r.get("train/loss")]
     assert len(losses[1]) == len(losses[2]) == 3
     for a, b in zip(losses[1], losses[2]):

@@ -12,8 +12,10 @@ Verifiers:
 
 Each verifier runs in its own single-worker ``tsm.parallel.TimeoutPool`` (so numbers are per
 core and a hang costs one item, counted as wrong at the cap). Latency is measured inside the
-worker around the verdict. Printed: verdict agreement with the labels, false positives and
-negatives, timeouts, mean / p99 / max latency, answers per second per core.
+worker around the verdict, as CPU time of the worker process (``time.process_time``: per-core
+cost, unaffected by other jobs sharing the cores) and as wall time. Printed: verdict agreement
+with the labels, false positives and negatives, timeouts, mean / p99 / max CPU ms per answer
+(also split by right and wrong answers), wall mean / p99, answers per second per core.
 """
 from __future__ import annotations
 
@@ -38,12 +40,16 @@ def _latex_gold(gt: str) -> str:
     return sympy.latex(parse_expression(gt))
 
 
-def judge(item: tuple[str, str, str]) -> tuple[bool, float]:
-    """Pool worker: (method, response, ground truth) -> (verdict, seconds)."""
-    method, response, gt = item
+def judge(item: tuple[str, str, str]) -> tuple[bool, float, float]:
+    """Pool worker: (method, response, ground truth) -> (verdict, wall s, CPU s)."""
+    c0 = time.process_time()
+    ok, wall = _judge(*item)
+    return ok, wall, time.process_time() - c0
+
+
+def _judge(method: str, response: str, gt: str) -> tuple[bool, float]:
     if method in ("tsm", "tsm-cold"):
-        from tsm.reward import score
-        from tsm.reward import scoring
+        from tsm.reward import score, scoring
 
         if method == "tsm-cold":
             scoring._gold.cache_clear()
@@ -63,7 +69,6 @@ def judge(item: tuple[str, str, str]) -> tuple[bool, float]:
 
         from tsm.math.parse import ParseError, parse_expression
         from tsm.reward.extract import extract_boxed
-
         from tsm.reward.scoring import _is_derivative_prefix
 
         t0 = time.perf_counter()
@@ -80,7 +85,7 @@ def judge(item: tuple[str, str, str]) -> tuple[bool, float]:
 
 
 def warm() -> None:
-    judge(("tsm", "\\boxed{2x}", "2*x"))
+    _judge("tsm", "\\boxed{2x}", "2*x")
 
 
 def _mean(xs: list[float]) -> float:
@@ -106,31 +111,32 @@ def main() -> None:
     print(f"{len(cases)} cases ({sum(labels)} right, {len(cases) - sum(labels)} wrong), "
           f"per-item cap {args.timeout:g} s\n")
     print("| verifier | agree | false pos | false neg | timeouts | mean ms | mean ms right / wrong "
-          "| p99 ms | p99 ms right / wrong | max ms | answers/s/core |")
-    print("|" + "---|" * 11)
+          "| p99 ms | p99 ms right / wrong | max ms | wall mean / p99 ms | answers/s/core |")
+    print("|" + "---|" * 12)
     fp_kinds: dict[str, Counter] = {}
     for method in args.methods.split(","):
         with TimeoutPool("bench:judge", workers=1, timeout_s=args.timeout, init="bench:warm") as pool:
             results = pool.map([(method, c["response"], c["ground_truth"]) for c in cases])
-        verdicts, lat, timeouts = [], [], 0
+        verdicts, wall, cpu, timeouts = [], [], [], 0
         for r in results:
             if r.ok:
                 verdicts.append(r.value[0])
-                lat.append(r.value[1])
+                wall.append(r.value[1])
+                cpu.append(r.value[2])
             else:
                 timeouts += r.timed_out
                 verdicts.append(False)
-                lat.append(args.timeout)
+                wall.append(args.timeout)
+                cpu.append(args.timeout)
         agree = sum(v == lab for v, lab in zip(verdicts, labels))
         fp = sum(v and not lab for v, lab in zip(verdicts, labels))
         fn = sum(lab and not v for v, lab in zip(verdicts, labels))
-        right = [t for t, lab in zip(lat, labels) if lab]
-        wrong = [t for t, lab in zip(lat, labels) if not lab]
-        mean = sum(lat) / len(lat)
-        print(f"| {method} | {agree}/{len(cases)} | {fp} | {fn} | {timeouts} | {mean * 1e3:.2f} "
-              f"| {_mean(right):.2f} / {_mean(wrong):.2f} | {_p99(lat):.1f} "
-              f"| {_p99(right):.1f} / {_p99(wrong):.1f} | {max(lat) * 1e3:.0f} | {1 / mean:.0f} |",
-              flush=True)
+        right = [t for t, lab in zip(cpu, labels) if lab]
+        wrong = [t for t, lab in zip(cpu, labels) if not lab]
+        print(f"| {method} | {agree}/{len(cases)} | {fp} | {fn} | {timeouts} | {_mean(cpu):.2f} "
+              f"| {_mean(right):.2f} / {_mean(wrong):.2f} | {_p99(cpu):.1f} "
+              f"| {_p99(right):.1f} / {_p99(wrong):.1f} | {max(cpu) * 1e3:.0f} "
+              f"| {_mean(wall):.2f} / {_p99(wall):.1f} | {1e3 / _mean(cpu):.0f} |", flush=True)
         fp_kinds[method] = Counter(c["kind"] for c, v in zip(cases, verdicts)
                                    if v and not c["correct"])
     print("\nfalse positives by case kind:")

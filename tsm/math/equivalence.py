@@ -5,9 +5,11 @@ compiled once into an mpmath closure by walking the tree, then evaluated at fixe
 
 Decision rule
 -------------
-- Sample points: ``N_POINTS`` fixed reals, both signs, magnitudes 1e-3..1e3, ordered so that
-  the first ``MAX_POINTS`` usable ones span that range on both sides of 0. Fixed points let the
-  gold's values be computed once and cached; a policy never sees them.
+- Sample points: ``N_POINTS`` fixed reals with 40 random significant digits, both signs,
+  magnitudes 1e-3..1e3, ordered so that the first ``MAX_POINTS`` usable ones span that range on
+  both sides of 0. Fixed points let the gold's values be computed once and cached; a policy never
+  sees them, and 40 random digits defeat terms built to vanish on short decimals or floats
+  (``\\sin(10^{12}\\pi x)``): a multiplier big enough to exploit them overflows (``MAX_ARG``).
 - A point is *usable* when the gold evaluates there, at ``DPS`` = 50 digits, to a finite real
   number (imaginary part below 1e-30 of its size) without losing precision. Points where the
   gold is complex (sqrt or log of a negative), infinite, overflowing or ill-conditioned are
@@ -43,6 +45,8 @@ Not thread-safe: mpmath's working precision is process-global. Score in processe
 """
 from __future__ import annotations
 
+import functools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +54,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy
 
-__all__ = ["Compiled", "compile_expression", "evaluate", "GoldValues", "gold_values", "equivalent"]
+__all__ = ["Compiled", "GoldValues", "compile_expression", "equivalent", "evaluate", "gold_values"]
 
 DPS = 50
 LEVELS = (50, 110, 300)   # precision ladder (digits) for points that do not agree at once
@@ -68,17 +72,27 @@ def _tol_exp(dps: int) -> int:
     return dps // 2
 
 
-def _sample_points() -> list[float]:
+def _sample_points() -> list[str]:
     rng = random.Random(20240611)
     # log10 bands visited in this order, each with both signs, so the first MAX_POINTS usable
     # points already span ~1e-2..1e3 on both sides of 0.
     bands = [(-0.5, 0.5), (0.5, 1.5), (-1.5, -0.5), (1.5, 3.0), (-3.0, -1.5)]
-    pts: list[float] = []
+    pts: list[str] = []
     for i in range(N_POINTS):
         lo, hi = bands[(i // 2) % len(bands)]
-        v = round(10 ** rng.uniform(lo, hi), 12)
-        pts.append(v if i % 2 == 0 else -v)
+        # 40 random significant digits, not a short decimal or float: x * M is never an
+        # integer for a multiplier M below MAX_ARG, so sin(10^12 pi x)-style terms cannot
+        # vanish at every point (bigger multipliers overflow and leave the point undecided).
+        exp10 = math.floor(rng.uniform(lo, hi))
+        digits = str(rng.randrange(10**39, 10**40))
+        pts.append(("" if i % 2 == 0 else "-") + f"{digits[0]}.{digits[1:]}e{exp10}")
     return pts
+
+
+@functools.lru_cache(maxsize=1024)
+def _point(x: str, dps: int) -> mpmath.mpf:
+    with mpmath.workdps(dps):
+        return mpmath.mpf(x)
 
 
 POINTS = _sample_points()
@@ -88,8 +102,21 @@ class _Overflow(ArithmeticError):
     pass
 
 
+_MAX_BITS = 33_220  # log2(MAX_MAG)
+
+
+def _mag(v) -> float:
+    """log2 of |v| to within a bit, cheaply (mpf internals; -inf for 0)."""
+    t = getattr(v, "_mpf_", None)
+    if t is not None:
+        return t[2] + t[3] if t[1] else -math.inf
+    if isinstance(v, int):
+        return v.bit_length() if v else -math.inf
+    return max(_mag(v.real), _mag(v.imag))
+
+
 def _guard(v):
-    if abs(v) > MAX_MAG:
+    if _mag(v) > _MAX_BITS:
         raise _Overflow
     return v
 
@@ -132,8 +159,8 @@ class Compiled:
     state: list   # state[0] is set when an evaluation lost more digits than the check can spare
 
 
-def _compile(e: sympy.Expr, st: list, loss: mpmath.mpf, big: mpmath.mpf) -> Callable:
-    """Closure for e. ``loss``: relative size under which a sum counts as cancelled;
+def _compile(e: sympy.Expr, st: list, loss: float, big: mpmath.mpf) -> Callable:
+    """Closure for e. ``loss``: bits a sum may lose to cancellation before it is unstable;
     ``big``: argument size over which a sensitive function counts as ill-conditioned."""
     if e.is_Symbol:
         return lambda x: x
@@ -157,7 +184,7 @@ def _compile(e: sympy.Expr, st: list, loss: mpmath.mpf, big: mpmath.mpf) -> Call
         def add(x):
             vals = [f(x) for f in sub]
             s = mpmath.fsum(vals)
-            if abs(s) <= max(map(abs, vals)) * loss:
+            if _mag(s) < max(map(_mag, vals)) - loss:
                 st[0] = True
             return s
         return add
@@ -206,18 +233,18 @@ def compile_expression(e: sympy.Expr, dps: int = DPS) -> Compiled:
     """Compile a trusted sympy tree for evaluation at ``dps`` digits (constants rounded there)."""
     with mpmath.workdps(dps):
         spare = dps - _tol_exp(dps) - 5   # digits that may be lost before the check is unsafe
-        loss = mpmath.mpf(10) ** -spare
+        loss = spare * math.log2(10)
         big = mpmath.mpf(10) ** (spare - 5)
         st = [False]
         return Compiled(_compile(e, st, loss, big), dps, st)
 
 
-def evaluate(c: Compiled, x: float):
+def evaluate(c: Compiled, x: str):
     """(value, unstable) at x; value None where undefined, infinite or overflowing."""
     c.state[0] = False
     with mpmath.workdps(c.dps):
         try:
-            v = c.fn(mpmath.mpf(x))
+            v = c.fn(_point(x, c.dps))
         except _Overflow:  # too big to judge here, not undefined: count it as unstable
             return None, True
         except (ZeroDivisionError, ValueError, OverflowError, TypeError):
@@ -269,12 +296,18 @@ def gold_values(gold: sympy.Expr) -> GoldValues:
     return GoldValues(gold)
 
 
+@functools.lru_cache(maxsize=None)
+def _tolerance(dps: int) -> mpmath.mpf:
+    with mpmath.workdps(dps):
+        return mpmath.mpf(10) ** -_tol_exp(dps)
+
+
 def _close(c, g, dps: int) -> bool:
     with mpmath.workdps(dps):
-        return abs(c - g) <= max(abs(c), abs(g)) * mpmath.mpf(10) ** -_tol_exp(dps)
+        return abs(c - g) <= max(abs(c), abs(g)) * _tolerance(dps)
 
 
-def _point_verdict(cand: sympy.Expr, cache: dict, gold: GoldValues, x: float, start: int) -> str:
+def _point_verdict(cand: sympy.Expr, cache: dict, gold: GoldValues, x: str, start: int) -> str:
     """'agree', 'disagree' or 'undecided' at x, climbing LEVELS from index ``start``."""
     prev = None  # (residual, dps) at the previous level
     for dps in LEVELS[start:]:

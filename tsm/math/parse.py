@@ -7,8 +7,8 @@ digit cap on number literals, and an exponent guard that refuses numeric powers 
 would have more than ``MAX_POWER_DIGITS`` digits (``10^{10^{10}}``) or numeric exponents above
 ``MAX_EXPONENT`` in absolute value.
 
-Conventions (one grammar serves both dialects; ``dialect="plain"`` only refuses backslash
-commands, ``"latex"`` and ``"auto"`` accept everything):
+Conventions (one grammar serves both dialects; ``dialect="plain"`` (alias ``"sympy"``) only
+refuses backslash commands, ``"latex"`` and ``"auto"`` accept everything):
 
 - The only variable is ``x``. ``e``, ``E``, ``\\mathrm{e}`` are Euler's number; ``\\pi``, ``pi``,
   ``π`` are pi. Any other letter (``y``, ``C``, ``d``, ``i``) is refused (kind ``symbol``).
@@ -43,7 +43,7 @@ import re
 
 import sympy
 
-__all__ = ["ParseError", "parse_expression", "KINDS"]
+__all__ = ["KINDS", "ParseError", "parse_expression"]
 
 MAX_CHARS = 4000
 MAX_TOKENS = 2000
@@ -118,7 +118,7 @@ _OPEN = {"(": ")", "{": "}", "[": "]"}
 
 
 class Token:
-    __slots__ = ("kind", "val", "space")
+    __slots__ = ("kind", "space", "val")
 
     def __init__(self, kind: str, val: str, space: bool):
         self.kind, self.val, self.space = kind, val, space
@@ -483,8 +483,9 @@ class _Parser:
 
 def parse_expression(text: str, *, dialect: str = "auto", max_chars: int = MAX_CHARS) -> sympy.Expr:
     """Parse ``text`` into a sympy expression in x; raise ``ParseError`` (with ``.kind``) otherwise."""
-    if dialect not in ("auto", "latex", "plain"):
-        raise ValueError(f"dialect must be auto, latex or plain, not {dialect!r}")
+    if dialect not in ("auto", "latex", "plain", "sympy"):
+        raise ValueError(f"dialect must be auto, latex, plain or sympy, not {dialect!r}")
+    dialect = "plain" if dialect == "sympy" else dialect
     if not isinstance(text, str):
         raise ParseError("not a string")
     if len(text) > max_chars:

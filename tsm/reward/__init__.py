@@ -7,5 +7,5 @@ from tsm.reward.batch import BatchScores, RewardScorer, score_batch
 from tsm.reward.extract import Extraction, extract_boxed
 from tsm.reward.scoring import REASONS, RewardConfig, Score, score
 
-__all__ = ["BatchScores", "Extraction", "REASONS", "RewardConfig", "RewardScorer", "Score",
+__all__ = ["REASONS", "BatchScores", "Extraction", "RewardConfig", "RewardScorer", "Score",
            "extract_boxed", "score", "score_batch"]

@@ -101,7 +101,7 @@ class RewardScorer:
     def close(self) -> None:
         self.pool.close()
 
-    def __enter__(self) -> RewardScorer:
+    def __enter__(self) -> RewardScorer:  # noqa: PYI034 - same pattern as TimeoutPool
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,7 +109,7 @@ class RewardScorer:
 
 
 def score_batch(responses: Sequence[str], ground_truths: Sequence[str], *, workers: int = 0,
-                timeout_s: float = 5.0, **options: float | int) -> BatchScores:
+                timeout_s: float = 5.0, **options: float) -> BatchScores:
     """One-off batch scoring (starts and stops a pool; keep a ``RewardScorer`` to reuse one)."""
     with RewardScorer(workers=workers, timeout_s=timeout_s, **options) as scorer:
         return scorer(responses, ground_truths)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Extraction", "extract_boxed", "EXTRACT_REASONS"]
+__all__ = ["EXTRACT_REASONS", "Extraction", "extract_boxed"]
 
 EXTRACT_REASONS = ("no_box", "empty", "unbalanced", "too_long", "too_deep")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")

@@ -117,32 +117,32 @@ def _gold(ground_truth: str) -> tuple[GoldValues | None, int, str | None]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _verdict(answer: str, ground_truth: str, max_chars: int) -> tuple[str, str | None, int]:
-    """(reason, detail, answer token count) for an answer without prefix; cached."""
+def _verdict(answer: str, ground_truth: str, max_chars: int) -> tuple[str, str | None]:
+    """(reason, detail) for an answer without prefix; cached."""
     gold, _, err = _gold(ground_truth)
     if gold is None:
-        return "bad_gold", err, 0
+        return "bad_gold", err
     try:
         expr = parse_expression(answer, max_chars=max_chars)
     except ParseError as exc:
-        return _KIND_TO_REASON[exc.kind], str(exc), 0
-    ok = equivalent(expr, gold)
-    return ("correct" if ok else "wrong"), None, len(tokenize(answer))
+        return _KIND_TO_REASON[exc.kind], str(exc)
+    return ("correct" if equivalent(expr, gold) else "wrong"), None
 
 
-def _value(reason: str, n_answer: int, n_gold: int, cfg: RewardConfig) -> float:
+def _value(reason: str, answer: str, ground_truth: str, cfg: RewardConfig) -> float:
     if reason == "wrong":
         return cfg.format_score
     if reason != "correct":
         return 0.0
+    n_gold = _gold(ground_truth)[1]
     if cfg.shortness_weight == 0.0 or n_gold == 0:
         return cfg.correct_score
-    excess = min(1.0, max(0.0, n_answer / n_gold - 1.0))
+    excess = min(1.0, max(0.0, len(tokenize(answer)) / n_gold - 1.0))
     return cfg.correct_score - cfg.shortness_weight * excess
 
 
 def score(response: str, ground_truth: str, config: RewardConfig | None = None,
-          **options: float | int) -> Score:
+          **options: float) -> Score:
     """Judge ``response`` against the gold derivative ``ground_truth`` (plain sympy or LaTeX).
 
     Options are ``RewardConfig`` fields, given either as ``config`` or as keywords. Never raises
@@ -162,9 +162,9 @@ def score(response: str, ground_truth: str, config: RewardConfig | None = None,
                 return Score(0.0, False, "invalid", answer, "an '=' that is not a derivative prefix")
             if not parts[1].strip():
                 return Score(0.0, False, "empty", answer)
-        reason, detail, n_answer = _verdict(parts[-1].strip(), ground_truth, cfg.max_answer_chars)
-        n_gold = _gold(ground_truth)[1]
-        return Score(_value(reason, n_answer, n_gold, cfg), reason == "correct", reason, answer,
+        rhs = parts[-1].strip()
+        reason, detail = _verdict(rhs, ground_truth, cfg.max_answer_chars)
+        return Score(_value(reason, rhs, ground_truth, cfg), reason == "correct", reason, answer,
                      detail)
     except Exception as exc:  # noqa: BLE001 - a reward must not crash training; logged via detail
         return Score(0.0, False, "error", None, f"{type(exc).__name__}: {exc}"[:300])

@@ -80,7 +80,7 @@ def scan(expr: sympy.Expr) -> tuple[bool, bool, bool, int]:
                 finite = False
             elif node is sympy.I:
                 imaginary = True
-        elif isinstance(node, _FORBIDDEN) or type(node).__module__.startswith(_FORBIDDEN_MODULES):
+        elif isinstance(node, _FORBIDDEN) or (type(node).__module__ or "").startswith(_FORBIDDEN_MODULES):
             valid = False
     return finite, valid, imaginary, nodes
 
