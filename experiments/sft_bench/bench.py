@@ -127,7 +127,9 @@ def build_model(name: str, dtype: str = "float32"):
     if name == "smollm2_135m":
         spec = ModelSpec(name=name, source="embedded", dtype=dtype)
     else:
-        spec = ModelSpec(name=name, source="scratch", arch=TINY_PRESETS[name], init_seed=0, dtype=dtype)
+        spec = ModelSpec(
+            name=name, source="scratch", arch=TINY_PRESETS[name], init_seed=0, dtype=dtype
+        )
     return load_model_and_tokenizer(spec)
 
 
@@ -144,7 +146,9 @@ def step_batches(args, tok, convs):
     examples = [encode_example(tok, m, c) for m, c in convs]
     keep = [i for i, e in enumerate(examples) if len(e.input_ids) <= args.max_length - TRL_SLACK]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ds = StepBatches([examples[i] for i in keep], args.batch_size, args.micro_batch_size, pad_id, seed=args.seed)
+    ds = StepBatches(
+        [examples[i] for i in keep], args.batch_size, args.micro_batch_size, pad_id, seed=args.seed
+    )
     if len(ds) < args.steps:
         raise SystemExit(f"only {len(ds)} steps of data for --steps {args.steps}")
     return ds, keep
@@ -181,16 +185,30 @@ def run_ours(args, convs, log: StepLog, profiler=None) -> None:
                 profiler.step()
 
     module = SFTModule(
-        model, tok, functools.partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0),
-        max_steps=args.steps, warmup_steps=0, grad_clip=1.0,
+        model,
+        tok,
+        functools.partial(torch.optim.AdamW, lr=args.lr, weight_decay=0.0),
+        max_steps=args.steps,
+        warmup_steps=0,
+        grad_clip=1.0,
     )
     trainer = L.Trainer(
-        max_steps=args.steps, accelerator="cpu", devices=1, precision=PRECISIONS[args.precision],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Timer()],
+        max_steps=args.steps,
+        accelerator="cpu",
+        devices=1,
+        precision=PRECISIONS[args.precision],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Timer()],
     )
     torch.set_num_threads(args.threads)
-    trainer.fit(module, train_dataloaders=DataLoader(steps, batch_size=None, shuffle=False, num_workers=0))
+    trainer.fit(
+        module, train_dataloaders=DataLoader(steps, batch_size=None, shuffle=False, num_workers=0)
+    )
 
 
 # -- TRL ---------------------------------------------------------------------------------------
@@ -215,7 +233,10 @@ def run_trl(args, convs, plan: list[list[int]], log: StepLog, profiler=None) -> 
     model, tok = build_model(args.model)
     order = [i for step in plan for i in step]  # our micro-batches, back to back
     data = datasets.Dataset.from_list(
-        [{"prompt": convs[i][0], "completion": [{"role": "assistant", "content": convs[i][1]}]} for i in order]
+        [
+            {"prompt": convs[i][0], "completion": [{"role": "assistant", "content": convs[i][1]}]}
+            for i in order
+        ]
     )
 
     class Timer(TrainerCallback):
@@ -256,7 +277,9 @@ def run_trl(args, convs, plan: list[list[int]], log: StepLog, profiler=None) -> 
             disable_tqdm=True,
             seed=args.seed,
         )
-        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tok, callbacks=[Timer()])
+        trainer = SFTTrainer(
+            model=model, args=config, train_dataset=data, processing_class=tok, callbacks=[Timer()]
+        )
         counter = CountingCollator(trainer.data_collator)
         trainer.data_collator = counter
         torch.set_num_threads(args.threads)  # in case anything above changed it
@@ -285,7 +308,11 @@ COLUMNS = (  # (header, summary key, format)
 def print_table(logs: list[StepLog], warmup: int) -> dict[str, dict[str, float]]:
     rows = {log.name: log.summary(warmup) for log in logs}
     widths = [max(len(h), 8) + 2 for h, _, _ in COLUMNS]
-    head = f"{'trainer':<8}" + "".join(f"{h:>{w}}" for (h, _, _), w in zip(COLUMNS, widths)) + f"{'loss@1':>9}"
+    head = (
+        f"{'trainer':<8}"
+        + "".join(f"{h:>{w}}" for (h, _, _), w in zip(COLUMNS, widths))
+        + f"{'loss@1':>9}"
+    )
     print(head)
     print("-" * len(head))
     for log in logs:
@@ -295,6 +322,11 @@ def print_table(logs: list[StepLog], warmup: int) -> dict[str, dict[str, float]]
         print(f"{log.name:<8}{cells}{loss:>9}")
     if "ours" in rows and "trl" in rows:
         o, t = rows["ours"], rows["trl"]
+        extra = sorted({b - a for a, b in zip(logs[0].nonpad, logs[1].nonpad)})
+        print(
+            f"same examples, step by step: TRL's steps hold {extra} more non-pad tokens than ours "
+            "(one per example expected: the newline its tokenization keeps after <|im_end|>)"
+        )
         print(
             f"ratio ours/TRL: non-pad tokens/s {o['nonpad_tok_s'] / t['nonpad_tok_s']:.2f}x "
             f"(padded tokens/s {o['padded_tok_s'] / t['padded_tok_s']:.2f}x, "
@@ -309,25 +341,39 @@ def profiled(enabled: bool, warmup: int):
         return contextlib.nullcontext(None)
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    return profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warmup, active=100))
+    return profile(
+        activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=warmup, active=100)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default="smollm2_135m")
-    p.add_argument("--steps", type=int, default=5, help="optimizer steps per trainer (warmup included)")
+    p.add_argument(
+        "--steps", type=int, default=5, help="optimizer steps per trainer (warmup included)"
+    )
     p.add_argument("--warmup", type=int, default=1, help="first steps not timed (>= 1)")
-    p.add_argument("--batch-size", type=int, default=8, help="global batch (examples per optimizer step)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="global batch (examples per optimizer step)"
+    )
     p.add_argument("--micro-batch-size", type=int, default=4)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--order", choices=("ours-first", "trl-first"), default="ours-first",
-                   help="which trainer runs first (load on a shared machine drifts)")
-    p.add_argument("--profile", choices=("ours", "trl"), default=None,
-                   help="run only this trainer, under torch.profiler, and print its top ops")
+    p.add_argument(
+        "--order",
+        choices=("ours-first", "trl-first"),
+        default="ours-first",
+        help="which trainer runs first (load on a shared machine drifts)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=("ours", "trl"),
+        default=None,
+        help="run only this trainer, under torch.profiler, and print its top ops",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.warmup < args.steps:
         p.error("need 1 <= --warmup < --steps")
@@ -338,9 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
     convs = load_conversations(DATA)
-    print(f"model={args.model} steps={args.steps} (warmup {args.warmup}) batch={args.batch_size} "
-          f"micro={args.micro_batch_size} max_length={args.max_length} precision={args.precision} "
-          f"threads={args.threads} order={args.order} torch={torch.__version__}", flush=True)
+    print(
+        f"model={args.model} steps={args.steps} (warmup {args.warmup}) batch={args.batch_size} "
+        f"micro={args.micro_batch_size} max_length={args.max_length} precision={args.precision} "
+        f"threads={args.threads} order={args.order} torch={torch.__version__}",
+        flush=True,
+    )
 
     plan = make_plan(args, convs)
     logs = {"ours": StepLog("ours"), "trl": StepLog("trl")}
@@ -348,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         "ours": lambda prof: run_ours(args, convs, logs["ours"], prof),
         "trl": lambda prof: run_trl(args, convs, plan, logs["trl"], prof),
     }
-    names = [args.profile] if args.profile else (["ours", "trl"] if args.order == "ours-first" else ["trl", "ours"])
+    names = (
+        [args.profile]
+        if args.profile
+        else (["ours", "trl"] if args.order == "ours-first" else ["trl", "ours"])
+    )
     for name in names:
         with profiled(args.profile is not None, args.warmup) as prof:
             runners[name](prof)

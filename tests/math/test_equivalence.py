@@ -53,6 +53,12 @@ def test_terms_vanishing_on_short_numbers_are_caught():
         assert not eq(2 * x + sp.sin(m * sp.pi * x), 2 * x), m
 
 
+def test_terms_that_overflow_where_they_do_not_vanish_are_caught():
+    # e^(-10^8 x) is 0 to every digit for x > 0 and overflows for x < 0: undecided points
+    # cannot carry a verdict.
+    assert not eq(2 * x + sp.exp(-(10**8) * x), 2 * x)
+
+
 def test_piecewise_and_domain_tricks():
     assert not eq(2 * x + sp.Abs(x - 2) + x - 2, 2 * x)
     assert not eq(sp.sqrt(x**2), x)

@@ -30,6 +30,17 @@ def test_pool_batch_matches_inline_and_counts_timeouts():
         assert out.n_timeouts == 2 and scorer.n_timeouts == 2 and out.values == [0.0, 0.0]
 
 
+def test_scorer_pickles_without_its_pool():
+    import pickle
+
+    with RewardScorer(workers=1, timeout_s=5.0) as scorer:
+        assert scorer([r"\boxed{2x}"], ["2*x"]).values == [1.0]
+        clone = pickle.loads(pickle.dumps(scorer))
+        assert clone._pool is None and clone.config == scorer.config
+        assert clone([r"\boxed{3x}"], ["2*x"]).values == [0.1]
+        clone.close()
+
+
 def test_shipped_config_instantiates_with_every_key_used():
     cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "reward" / "default.yaml")
     cfg.workers = 0

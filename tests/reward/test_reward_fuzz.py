@@ -61,6 +61,8 @@ def test_power_towers_and_big_numbers():
     for ans in (r"10^{10^{10}}", r"2^{2^{2^{2^{2^{2}}}}}", "9**9**9**9", r"x^{10^{10}}",
                 r"e^{e^{e^{x}}}", r"e^{10^{5} x}", r"\sin(10^{90} x)", "1" * 99 + "^" + "9" * 99,
                 r"(10^{100})^{(10^{100})}", r"\sqrt[100]{10^{1000}}", r"x^{-10^{6}}",
-                r"\exp(\exp(\exp(\exp(x))))", r"\frac{1}{0}", r"0^{-1}", r"\log(0)", r"(-8)^{1/3}"):
+                r"\exp(\exp(\exp(\exp(x))))", r"\frac{1}{0}", r"0^{-1}", r"\log(0)", r"(-8)^{1/3}",
+                r"\sinh(\cosh(\pi(9x - 11)))", r"\tanh(\cosh(9x))", r"2^{2^{2^{x}}}",
+                r"\operatorname{sech}(e^{x^2})"):
         check(r"\boxed{" + ans + "}")
         check(r"\boxed{" + ans + "}", ans.replace("{", "(").replace("}", ")").replace("\\", ""))

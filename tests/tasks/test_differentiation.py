@@ -63,7 +63,6 @@ def test_rejections_by_reason():
 
 def test_accepted_problem_fields():
     task = DifferentiationTask(simplicity=0.5)
-    rng = random.Random(0)
     reasons = Counter()
     problems = []
     for i in range(120):
@@ -79,7 +78,6 @@ def test_accepted_problem_fields():
         assert task.ground_truth(p) == str(p.derivative) == p.derivative_sympy
         assert sympy.sympify(p.function_sympy) == p.function  # trusted test-side round trip
         assert p.key == canonical_key(p.function)
-    del rng
 
 
 def test_canonical_key_merges_same_tree_only():

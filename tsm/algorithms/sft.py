@@ -162,7 +162,8 @@ class SFTModule(L.LightningModule):
 
         value = torch.zeros((), device=self.device)
         if self.trainer.is_global_zero:
-            engine = HFEngine(self.model, self.tokenizer)
+            bf16 = str(self.trainer.precision).startswith("bf16")
+            engine = HFEngine(self.model, self.tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None)
             result = generate_and_score(
                 engine, dm.val_generate["prompt_ids"], dm.val_generate["ground_truths"],
                 SamplingParams(max_new_tokens=self.val_max_new_tokens, temperature=0.0), self.reward,

@@ -26,7 +26,9 @@ Decision rule
   stable and still differ. If it is unstable at every level it is left undecided.
 - The first usable point is always confirmed at 110 digits (tolerance 1e-55), so a perturbation
   between 1e-55 and 1e-25 relative (``+ 10^{-30} x``) is caught too.
-- Verdict: equal iff no point disagrees and at least ``MIN_POINTS`` points agree.
+- Verdict: equal iff no point disagrees and at least ``MIN_POINTS`` points, and 60% of the
+  usable ones, agree (undecided points, where the candidate overflows or loses every digit,
+  cannot carry the verdict).
 - If the gold has fewer than ``MIN_POINTS`` usable real points, the same test runs on complex
   values (principal branches on both sides). Only when that too leaves too few points does a
   symbolic check decide: structural equality, then ``expand(c - g) == 0``.
@@ -62,6 +64,7 @@ N_POINTS = 40
 MAX_POINTS = 10
 MIN_POINTS = 4
 CONFIRM_POINTS = 1
+MIN_AGREE_FRACTION = 0.6  # of the usable points must agree; the rest may only be undecided
 SHRINK_FRACTION = 0.8     # a residual shrinking by 10**(0.8 * added digits) is rounding noise
 MAX_ARG = mpmath.mpf(10) ** 30    # bigger trig arguments count as overflow (non-finite)
 MAX_MAG = mpmath.mpf(10) ** 10000
@@ -121,13 +124,32 @@ def _guard(v):
     return v
 
 
-def _exp(a):
-    re = a.real if isinstance(a, mpmath.mpc) else a
-    if abs(re) > 100_000:  # e^(1e5) has 43k digits; beyond that treat as overflow
-        if re < 0:
-            return mpmath.mpf(0) * a
-        raise _Overflow
-    return mpmath.exp(a)
+MAX_EXP_ARG = 25_000  # e^25000 ~ 10^10857 > MAX_MAG: exponential growth past this is overflow
+
+
+def _real_part(a):
+    return a.real if isinstance(a, mpmath.mpc) else a
+
+
+def _exp_like(fn: Callable) -> Callable:
+    """exp, sinh, cosh, sech, csch: beyond MAX_EXP_ARG the value (or its reciprocal) overflows;
+    refuse before mpmath spends seconds computing e^(10^1000)."""
+    def call(a):
+        if abs(_real_part(a)) > MAX_EXP_ARG:
+            raise _Overflow
+        return fn(a)
+    return call
+
+
+def _saturating(fn: Callable) -> Callable:
+    """tanh, coth: ±1 to every digit beyond MAX_EXP_ARG (mpmath would work out e^(2a) first)."""
+    def call(a):
+        if abs(_real_part(a)) > MAX_EXP_ARG:
+            if isinstance(a, mpmath.mpc):
+                raise _Overflow
+            return mpmath.mpf(1) if a > 0 else mpmath.mpf(-1)
+        return fn(a)
+    return call
 
 
 # name -> (mpmath function, sensitive): for "sensitive" functions the value's relative error is
@@ -135,16 +157,16 @@ def _exp(a):
 _MP = {
     sympy.sin: (mpmath.sin, True), sympy.cos: (mpmath.cos, True), sympy.tan: (mpmath.tan, True),
     sympy.sec: (mpmath.sec, True), sympy.csc: (mpmath.csc, True), sympy.cot: (mpmath.cot, True),
-    sympy.sinh: (mpmath.sinh, True), sympy.cosh: (mpmath.cosh, True),
-    sympy.tanh: (mpmath.tanh, False), sympy.coth: (mpmath.coth, False),
-    sympy.sech: (mpmath.sech, True), sympy.csch: (mpmath.csch, True),
+    sympy.sinh: (_exp_like(mpmath.sinh), True), sympy.cosh: (_exp_like(mpmath.cosh), True),
+    sympy.tanh: (_saturating(mpmath.tanh), False), sympy.coth: (_saturating(mpmath.coth), False),
+    sympy.sech: (_exp_like(mpmath.sech), True), sympy.csch: (_exp_like(mpmath.csch), True),
     sympy.asin: (mpmath.asin, False), sympy.acos: (mpmath.acos, False),
     sympy.atan: (mpmath.atan, False), sympy.acot: (mpmath.acot, False),
     sympy.asec: (mpmath.asec, False), sympy.acsc: (mpmath.acsc, False),
     sympy.asinh: (mpmath.asinh, False), sympy.acosh: (mpmath.acosh, False),
     sympy.atanh: (mpmath.atanh, False), sympy.acoth: (mpmath.acoth, False),
     sympy.asech: (mpmath.asech, False), sympy.acsch: (mpmath.acsch, False),
-    sympy.exp: (_exp, True), sympy.log: (mpmath.log, False), sympy.Abs: (abs, False),
+    sympy.exp: (_exp_like(mpmath.exp), True), sympy.log: (mpmath.log, False), sympy.Abs: (abs, False),
     sympy.sign: (mpmath.sign, False),
 }
 _PERIODIC = {sympy.sin, sympy.cos, sympy.tan, sympy.sec, sympy.csc, sympy.cot}
@@ -206,8 +228,12 @@ def _compile(e: sympy.Expr, st: list, loss: float, big: mpmath.mpf) -> Callable:
 
         def power(x):
             b, q = fb(x), fp(x)
-            if b != 0 and abs(q * mpmath.log(b)) > big:
-                st[0] = True
+            if b != 0:
+                w = q * mpmath.log(b)
+                if abs(_real_part(w)) > MAX_EXP_ARG:
+                    raise _Overflow
+                if abs(w) > big:
+                    st[0] = True
             return _guard(mpmath.power(b, q))
         return power
     if e.func in _MP and len(sub) == 1:
@@ -352,7 +378,9 @@ def equivalent(candidate: sympy.Expr, gold: GoldValues) -> bool:
         if verdict == "disagree":
             return False
         agreed += verdict == "agree"
-    return agreed >= MIN_POINTS
+    # Undecided points (overflow, precision lost at every level) may not carry the verdict:
+    # a term that overflows on half the points and vanishes on the rest must not pass.
+    return agreed >= max(MIN_POINTS, math.ceil(MIN_AGREE_FRACTION * len(gold.points)))
 
 
 def _symbolic_equal(a: sympy.Expr, b: sympy.Expr) -> bool:

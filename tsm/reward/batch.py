@@ -7,7 +7,8 @@ other items are unaffected, and order is kept. ``workers=0`` scores inline in th
 time limit: the parser's size guards are then the only bound), for tests and small runs.
 
 Each worker keeps its own gold cache, so sending a batch grouped by prompt (as GRPO does) reuses
-the parsed gold across a group.
+the parsed gold across a group. The pool starts on first use and is left out when the scorer is
+pickled, so a copy sent to a DDP rank or DataLoader worker starts its own.
 """
 from __future__ import annotations
 
@@ -74,10 +75,22 @@ class RewardScorer:
         self.config = RewardConfig(correct_score=correct_score, format_score=format_score,
                                    max_answer_chars=max_answer_chars, max_depth=max_depth,
                                    shortness_weight=shortness_weight)
-        self.chunk_size = chunk_size
-        self.pool = TimeoutPool("tsm.reward.batch:score_item", workers, timeout_s,
-                                init="tsm.reward.batch:warm_up" if workers else None)
+        if workers < 0 or not timeout_s > 0 or chunk_size < 1:
+            raise ValueError("need workers >= 0, timeout_s > 0, chunk_size >= 1")
+        self.workers, self.timeout_s, self.chunk_size = workers, timeout_s, chunk_size
+        self._pool: TimeoutPool | None = None  # started on first use, so the scorer pickles
         self.n_timeouts = 0
+
+    @property
+    def pool(self) -> TimeoutPool:
+        if self._pool is None:
+            self._pool = TimeoutPool("tsm.reward.batch:score_item", self.workers, self.timeout_s,
+                                     init="tsm.reward.batch:warm_up" if self.workers else None)
+        return self._pool
+
+    def __getstate__(self) -> dict:
+        # A copy sent to another process (DDP spawn, DataLoader worker) starts its own pool.
+        return {**self.__dict__, "_pool": None}
 
     def score(self, response: str, ground_truth: str) -> Score:
         """One item, inline in the caller (no pool)."""
@@ -99,7 +112,9 @@ class RewardScorer:
         return BatchScores(scores, n_timeouts, n_errors)
 
     def close(self) -> None:
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def __enter__(self) -> RewardScorer:  # noqa: PYI034 - same pattern as TimeoutPool
         return self

@@ -1,0 +1,217 @@
+"""Dataset build: schema, dedup and disjoint splits, determinism, reuse, atomic writes, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tsm.data import build as B
+from tsm.data.schema import SCHEMA, to_table
+from tsm.tasks.differentiation import FIXED_PROMPT
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small(tmp_path, **kw) -> B.DatasetSpec:
+    values = {"n_train": 40, "n_test": 12, "output_dir": str(tmp_path / "data"), "seed": 3}
+    values.update(kw)
+    return B.DatasetSpec(**values)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    spec = small(tmp_path_factory.mktemp("build"))
+    return spec, B.build_dataset(spec)
+
+
+def rows(path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def test_schema_and_row_contract(built):
+    spec, files = built
+    for path, split, n in ((files.train, "train", spec.n_train), (files.test, "test", spec.n_test)):
+        table = pq.read_table(path)
+        assert table.schema.equals(SCHEMA)
+        data = table.to_pylist()
+        assert len(data) == n
+        assert [r["extra_info"]["index"] for r in data] == list(range(n))
+        for r in data:
+            assert r["data_source"] == "tsm/differentiation" and r["ability"] == "math"
+            assert r["reward_model"]["style"] == "rule"
+            assert r["reward_model"]["ground_truth"] == r["extra_info"]["derivative_sympy"]
+            assert [m["role"] for m in r["prompt"]] == ["system", "user"]
+            assert r["extra_info"]["split"] == split
+            assert r["extra_info"]["function_shown"] in r["prompt"][1]["content"]
+            assert len(r["extra_info"]["function"]) <= spec.max_length
+            assert len(r["extra_info"]["derivative"]) <= spec.max_length
+
+
+def test_meta_sidecar(built):
+    spec, files = built
+    meta = files.read_meta()
+    assert meta["config"] == spec.generation_config() and meta["seed"] == 3
+    counts = meta["counts"]
+    assert (counts["train"], counts["test"]) == (40, 12)
+    assert counts["candidates"] == 52 + counts["duplicates"] + counts["rejected"]
+    assert sum(meta["rejections"].values()) == counts["rejected"]
+    assert sum(meta["function_types"]["train"].values()) == 40
+    assert set(meta["versions"]) >= {"sympy", "pyarrow"} and "seconds" in meta["timing"]
+
+
+def test_dedup_and_disjoint_splits(built):
+    files = built[1]
+    import sympy
+
+    from tsm.tasks.differentiation import canonical_key
+
+    keys = [canonical_key(sympy.sympify(r["extra_info"]["function_sympy"]))
+            for path in (files.test, files.train) for r in rows(path)]
+    assert len(keys) == len(set(keys)) == 52
+
+
+def test_split_evenly_spreads_test_rows():
+    test, train = B.split_evenly(list(range(10)), 3)
+    assert test == [0, 3, 6] and train == [1, 2, 4, 5, 7, 8, 9]
+    assert B.split_evenly(list(range(4)), 4) == ([0, 1, 2, 3], [])
+    assert B.split_evenly(list(range(4)), 0) == ([], [0, 1, 2, 3])
+    test, train = B.split_evenly(list(range(2304)), 256)
+    assert len(test) == 256 and sum(test) / 256 == pytest.approx(sum(train) / 2048, rel=0.01)
+
+
+def test_dedup_counts_repeats_at_simplicity_zero(tmp_path):
+    spec = small(tmp_path, simplicity=0.0, max_depth=2, n_train=30, n_test=5)
+    meta = B.build_dataset(spec).read_meta()
+    assert meta["counts"]["duplicates"] > 10  # shallow trees repeat a lot (x, sin(x), ...)
+    assert meta["function_types"]["train"]["composite-complex"] == 30
+
+
+def test_reuse_and_config_folder(built):
+    spec, files = built
+    before = files.train.stat().st_mtime_ns, files.train.read_bytes()
+    again = B.build_dataset(B.DatasetSpec(**{**spec.__dict__, "workers": 0, "chunk_size": 7}))
+    assert again.reused and again.directory == files.directory
+    assert (files.train.stat().st_mtime_ns, files.train.read_bytes()) == before
+    other = B.DatasetSpec(**{**spec.__dict__, "seed": 4})
+    assert other.directory() != spec.directory()
+
+
+def test_identical_bytes_whatever_the_workers(tmp_path, built):
+    files = built[1]
+    twin = B.build_dataset(small(tmp_path, workers=2, chunk_size=16))
+    assert not twin.reused
+    assert twin.train.read_bytes() == files.train.read_bytes()
+    assert twin.test.read_bytes() == files.test.read_bytes()
+    meta_a, meta_b = files.read_meta(), twin.read_meta()
+    for meta in (meta_a, meta_b):
+        meta.pop("timing")
+    assert meta_a == meta_b
+
+
+def test_variations_off_uses_fixed_prompt(tmp_path):
+    files = B.build_dataset(small(tmp_path, variations=False, n_train=5, n_test=0))
+    for r in rows(files.train):
+        assert r["extra_info"]["function_shown"] == r["extra_info"]["function"]
+        assert r["prompt"][1]["content"] == FIXED_PROMPT.format(function=r["extra_info"]["function"])
+    assert rows(files.test) == []
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    spec = small(tmp_path, n_train=6, n_test=2, seed=11)
+    earlier = B.build_dataset(small(tmp_path, n_train=6, n_test=2, seed=12))
+    earlier_bytes = {p: p.read_bytes() for p in (earlier.train, earlier.test, earlier.meta)}
+    real_write = B.pq.write_table
+    calls = []
+
+    def crash_midway(table, where, **kw):
+        calls.append(where)
+        if len(calls) == 2:  # train written; crash while writing test
+            Path(where).write_bytes(b"PAR1 half a file")
+            raise KeyboardInterrupt
+        real_write(table, where, **kw)
+
+    monkeypatch.setattr(B.pq, "write_table", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        B.build_dataset(spec)
+    directory = spec.directory()
+    assert not (directory / "test.parquet").exists() and not (directory / "meta.json").exists()
+    assert not [p for p in directory.iterdir() if ".tmp-" in p.name]
+    assert {p: p.read_bytes() for p in earlier_bytes} == earlier_bytes
+    monkeypatch.setattr(B.pq, "write_table", real_write)
+    rebuilt = B.build_dataset(spec)  # no meta: not reused, built again completely
+    assert not rebuilt.reused and len(rows(rebuilt.test)) == 2
+
+
+@pytest.mark.parametrize("knob, value, words", [
+    ("simplicity", 1.5, "probability"), ("simplicity", -0.1, "probability"),
+    ("simplicity", "half", "probability"),
+    ("n_train", 0, ">= 1"), ("n_test", -1, ">= 0"), ("max_coefficient", 0, ">= 1"),
+    ("max_power", 0, ">= 1"), ("max_length", 0, ">= 1"), ("workers", -1, ">= 0"),
+    ("max_depth", 9, "<= 8"), ("seed", -2, "non-negative"), ("simplify", "slow", "fast"),
+    ("timeout_s", 0, "> 0"), ("max_attempts_factor", 0.5, ">= 1"), ("n_train", 2.5, "integer"),
+    ("variations", "yes", "true or false"), ("chunk_size", 0, ">= 1"),
+])
+def test_bad_knobs_name_the_knob(knob, value, words):
+    with pytest.raises(ValueError, match=rf"data\.{knob}=.*{words}"):
+        B.DatasetSpec(**{knob: value})
+
+
+def test_impossible_request_fails_early(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.max_depth"):
+        B.DatasetSpec(simplicity=0.0, max_depth=0, n_train=5)
+    spec = small(tmp_path, simplicity=0.0, max_depth=1, n_train=500, n_test=0)
+    with pytest.raises(B.CapacityError, match=r"data\.n_train") as info:
+        B.build_dataset(spec)
+    seen = int(str(info.value).split("after ")[1].split(" candidates")[0])
+    assert seen <= 1024  # a few chunks, not the whole budget of 20 x 500
+    assert not spec.directory().exists()
+
+
+def test_schema_refuses_nulls():
+    row = {"data_source": None, "prompt": [], "ability": "math",
+           "reward_model": {"style": "rule", "ground_truth": "1"},
+           "extra_info": {"split": "train", "index": 0, "function": "x", "derivative": "1",
+                          "function_sympy": "x", "derivative_sympy": "1",
+                          "function_type": "polynomial", "function_shown": "x"}}
+    with pytest.raises(ValueError, match="data_source"):
+        to_table([row])
+
+
+def test_example_seed_is_stable():
+    assert B.example_seed(0, 0) == B.example_seed(0, 0) != B.example_seed(0, 1)
+    assert B.example_seed(0, 5) != B.example_seed(1, 5)
+    assert B.example_seed(7, 3) == 12706180175920149859  # pinned: changing it changes every dataset
+
+
+def test_cli_builds_and_summarizes(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "tsm.data", "data.n_train=8", "data.n_test=2",
+         f"data.output_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "train 8  test 2" in out.stdout and "composite-complex" in out.stdout
+    meta = json.loads(next((tmp_path / "data").glob("*/meta.json")).read_text())
+    assert meta["counts"]["train"] == 8
+
+
+def test_conf_data_is_airtight():
+    """conf/data/default.yaml sets exactly DatasetSpec's fields and instantiates to the defaults."""
+    import dataclasses
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("data", overrides=["data.simplicity=0.25"])
+    keys = set(cfg.data) - {"_target_"}
+    assert keys == {f.name for f in dataclasses.fields(B.DatasetSpec)}
+    spec = instantiate(cfg.data)
+    assert isinstance(spec, B.DatasetSpec) and spec.simplicity == 0.25
+    defaults = B.DatasetSpec()
+    assert {k: getattr(spec, k) for k in keys - {"simplicity"}} == \
+        {k: getattr(defaults, k) for k in keys - {"simplicity"}}
