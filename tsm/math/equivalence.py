@@ -322,7 +322,7 @@ def gold_values(gold: sympy.Expr) -> GoldValues:
     return GoldValues(gold)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tolerance(dps: int) -> mpmath.mpf:
     with mpmath.workdps(dps):
         return mpmath.mpf(10) ** -_tol_exp(dps)

@@ -117,7 +117,9 @@ class HFEngine:
             input_ids[b, L - len(p) :] = torch.tensor(p, device=device)
             attn[b, L - len(p) :] = 1
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True)
+        # logits_to_keep=1: the prompt's other positions need no vocabulary projection
+        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids,
+                         use_cache=True, logits_to_keep=1)
         cache, logits = out.past_key_values, out.logits[:, -1, :]
         next_pos = position_ids[:, -1] + 1
         done = torch.zeros(B, dtype=torch.bool, device=device)
@@ -142,7 +144,7 @@ class HFEngine:
             attn = torch.cat([attn, attn.new_ones((B, 1))], dim=1)  # finished rows decode pad, ignored
             out = self.model(
                 input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                past_key_values=cache, use_cache=True,
+                past_key_values=cache, use_cache=True, logits_to_keep=1,
             )
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             next_pos = next_pos + 1
