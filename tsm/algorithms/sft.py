@@ -40,10 +40,13 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
     keep = labels != IGNORE_INDEX
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     if decoder is None or head is None:  # an architecture without the usual split: full logits
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits[:, :-1]
         logits, targets = logits[keep], labels[keep]
     else:
-        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        # use_cache=False: otherwise transformers builds a KV cache nobody reads (2 concats per layer)
+        hidden = decoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).last_hidden_state
         logits, targets = head(hidden[:, :-1][keep]), labels[keep]
     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, keep.sum()
