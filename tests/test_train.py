@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from tests.helpers import CONF_DIR, TINY_RUN, compose_cfg
+from tests.helpers import TINY_RUN, compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
                f"hydra.run.dir={run_dir}"]
         if devices == 2:
             cmd.append("trainer.strategy=ddp")
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
         if devices == 2:  # really two processes in one gloo group
             assert "MEMBER: 2/2" in proc.stdout + proc.stderr

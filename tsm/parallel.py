@@ -60,7 +60,7 @@ def resolve(path: str) -> Callable[..., Any]:
 def _call(fn: Callable[[Any], Any], item: Any) -> TaskResult:
     try:
         return TaskResult(value=fn(item), ok=True)
-    except Exception as exc:  # the item failed, not the pool
+    except Exception as exc:  # noqa: BLE001 - the item failed, not the pool: report, don't raise
         return TaskResult(error=f"{type(exc).__name__}: {exc}"[:500])
 
 
@@ -157,7 +157,7 @@ class TimeoutPool:
     def close(self) -> None:
         self._finalizer()
 
-    def __enter__(self) -> TimeoutPool:
+    def __enter__(self) -> TimeoutPool:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -141,9 +141,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.evaluate.after:
         metrics["after"] = test_accuracy(cfg, model, tokenizer, reward, "after")
     metrics["seconds"] = time.perf_counter() - t_start
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if torch.distributed.get_rank() != 0:
-            return metrics
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return metrics  # rank 0 writes the run's files
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if "before" in metrics and "after" in metrics:
         log.info(

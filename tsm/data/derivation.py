@@ -10,8 +10,8 @@ the assembled f'(x) when it differs from the final answer, and ends with the box
     v' = 4 \cos{(4 x )}  (chain rule: (\sin{(h )})' = \cos{(h )}, h' = 4)
     The final answer is $\boxed{187 e^{17 x} \sin{(4 x )} + 44 e^{17 x} \cos{(4 x )}}$
 
-Format (one statement a line, LaTeX rendered by ``sympy.latex`` with ``\left``, ``\right`` and
-``\big`` removed, as the dataset renders f and f'):
+Format (one statement a line, LaTeX rendered by ``tsm.math.render.to_latex``: ``sympy.latex``
+without ``\left``, ``\right`` and ``\big``, as the dataset renders f and f'):
 
 - ``f(x) = <f>``.
 - One rule line, chosen from the top of f after a constant factor c is pulled out:
@@ -60,7 +60,6 @@ independently.
 from __future__ import annotations
 
 import cmath
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +69,7 @@ import sympy
 
 from tsm.math.parse import ParseError, parse_expression
 from tsm.math.parse import X as PARSE_X
+from tsm.math.render import to_latex
 
 __all__ = [
     "Claim",
@@ -79,7 +79,6 @@ __all__ = [
     "derivation_steps",
     "derive",
     "equal",
-    "latex",
 ]
 
 LEVELS = ("full", "compact", "minimal", "answer")
@@ -133,14 +132,6 @@ class Derivation:
             raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
 
 
-def latex(expr: sympy.Expr) -> str:
-    r"""sympy's LaTeX with ``\left``/``\right``/``\big`` removed, as the dataset renders f and f'."""
-    text = sympy.latex(expr)
-    text = re.sub(r"\\[Bb]ig[lr]?", "", text)
-    text = re.sub(r"\\[Ll]eft[lr]?", "", text)
-    return re.sub(r"\\[Rr]ight[lr]?", "", text)
-
-
 def answer_only(derivative_latex: str) -> str:
     r"""The ``sft_target=answer`` text: ``The final answer is $\boxed{<f'>}$``."""
     return f"The final answer is $\\boxed{{{derivative_latex}}}$"
@@ -170,7 +161,7 @@ def derive(
     """The derivation of d/dx f with the statements it makes.
 
     ``derivative_latex`` (the dataset's gold f') is boxed verbatim; without it the box holds
-    :func:`latex` of ``sympy.diff(f, x)``. ``max_nodes`` and ``time_budget_s`` bound the work:
+    ``to_latex(sympy.diff(f, x))``. ``max_nodes`` and ``time_budget_s`` bound the work:
     past them the result is the answer-only form (an f over ``max_nodes`` without
     ``derivative_latex`` is a ValueError: its f' alone could take minutes to compute).
     With ``check_gold`` the gold f' is parsed (``tsm.math.parse``) and compared with
@@ -178,7 +169,8 @@ def derive(
     """
     if max_chars <= 0:
         raise ValueError(f"max_chars must be positive, got {max_chars}")
-    f = sympy.sympify(f)
+    if not isinstance(f, sympy.Expr):  # never sympify: a str would go through eval
+        raise TypeError(f"f must be a sympy expression, got {type(f).__name__}")
     x = _variable(f, x)
     too_big = _node_count(f, max_nodes) > max_nodes
     if too_big and derivative_latex is None:
@@ -186,11 +178,11 @@ def derive(
         raise ValueError(f"f has more than {max_nodes} nodes: pass derivative_latex")
     deadline = time.perf_counter() + time_budget_s
     builder = _Builder(x, deadline)
-    boxed = derivative_latex if derivative_latex is not None else latex(sympy.diff(f, x))
+    boxed = derivative_latex if derivative_latex is not None else to_latex(sympy.diff(f, x))
     answer = Derivation(answer_only(boxed), (), "answer")
     if too_big:
         return answer
-    head = f"f(x) = {latex(f)}"
+    head = f"f(x) = {to_latex(f)}"
     if len(head) + len(answer.text) > max_chars:
         return answer
     try:
@@ -206,7 +198,7 @@ def derive(
         text = f"{head}\n{answer.text}"
         return Derivation(text, (), "minimal") if len(text) <= max_chars else answer
 
-    final_line = f"f'(x) = {latex(plan.assembled)}"
+    final_line = f"f'(x) = {to_latex(plan.assembled)}"
     final: list[_Line] = []
     if final_line[len("f'(x) = "):] != boxed:
         final = [_Line(final_line, (Claim(final_line, sympy.Derivative(f, x), plan.assembled),))]
@@ -335,8 +327,8 @@ class _Builder:
             oh = outer(_H)
             doh = self.d(oh, _H)
             dinner = self.d(inner)
-            outer_text = f"({latex(oh)})' = {latex(doh)}"
-            inner_text = f"h' = {latex(dinner)}"
+            outer_text = f"({to_latex(oh)})' = {to_latex(doh)}"
+            inner_text = f"h' = {to_latex(dinner)}"
             return (f"(chain rule: {outer_text}, {inner_text})",
                     (self.derivative_claim(outer_text, oh, doh, _H),
                      self.derivative_claim(inner_text, inner, dinner)))
@@ -347,7 +339,7 @@ class _Builder:
     def part(self, name: str, e: sympy.Expr) -> _Line:
         """``name' = e'`` with its note."""
         de = self.d(e)
-        text = f"{name}' = {latex(de)}"
+        text = f"{name}' = {to_latex(de)}"
         note, note_claims = self.note(e)
         return _Line(text, (self.derivative_claim(text, e, de),), note, note_claims)
 
@@ -370,7 +362,7 @@ class _Builder:
 
     def _basic(self, f: sympy.Expr, c: sympy.Expr, g: sympy.Expr) -> _Plan:
         dg = self.d(g)
-        stated = f"({latex(g)})' = {latex(dg)}"
+        stated = f"({to_latex(g)})' = {to_latex(dg)}"
         name = "Power rule" if self.kind(g) == "power" else "Elementary derivative"
         rule = _Line(f"{name}: {stated}.", (self.derivative_claim(stated, g, dg),))
         return _Plan(rule, [], c * dg)
@@ -379,8 +371,8 @@ class _Builder:
         outer, inner = self.outer_inner(g)
         og = c * outer(_G)  # the constant rides on the outer function: f = 21 sec(g)
         dog = self.d(og, _G)
-        decomposition = f"f = {latex(og)}, g = {latex(inner)}"
-        dog_text = f"({latex(dog)})" if dog.is_Add else latex(dog)
+        decomposition = f"f = {to_latex(og)}, g = {to_latex(inner)}"
+        dog_text = f"({to_latex(dog)})" if dog.is_Add else to_latex(dog)
         outer_text = f"f' = {dog_text} \\cdot g'"
         rule = _Line(f"Chain rule: {decomposition}, {outer_text}.", (
             self.identity_claim(decomposition, f, og.xreplace({_G: inner})),
@@ -390,13 +382,13 @@ class _Builder:
 
     def _sum(self, f: sympy.Expr, c: sympy.Expr, g: sympy.Expr) -> _Plan:
         terms = [t for t in f.as_ordered_terms() if self.x in t.free_symbols]  # printed order
-        parts = [self.part(f"({latex(t)})", t) for t in terms]
+        parts = [self.part(f"({to_latex(t)})", t) for t in terms]
         return _Plan(_Line("Sum rule: differentiate term by term."), parts,
                      sympy.Add(*(self.d(t) for t in terms)))
 
     def _two_parts(self, formula: str, f: sympy.Expr, u: sympy.Expr, v: sympy.Expr,
                    recomposed: sympy.Expr) -> tuple[_Line, list[_Line]]:
-        decomposition = f"u = {latex(u)}, v = {latex(v)}"
+        decomposition = f"u = {to_latex(u)}, v = {to_latex(v)}"
         rule = _Line(f"{formula}, {decomposition}.",
                      (self.identity_claim(decomposition, f, recomposed),))
         return rule, [self.part("u", u), self.part("v", v)]
@@ -422,7 +414,7 @@ class _Builder:
         return _Plan(rule, parts, f * (self.d(v) * sympy.log(u) + v * self.d(u) / u))
 
     def _constmul(self, f: sympy.Expr, c: sympy.Expr, g: sympy.Expr) -> _Plan:
-        decomposition = f"c = {latex(c)}, g = {latex(g)}"
+        decomposition = f"c = {to_latex(c)}, g = {to_latex(g)}"
         rule = _Line(f"Constant multiple: (c g)' = c g', {decomposition}.",
                      (self.identity_claim(decomposition, f, c * g),))
         return _Plan(rule, [self.part("g", g)], c * self.d(g))
@@ -434,6 +426,9 @@ class _Builder:
 # the small ones keep nested sinh/exp of 40 x inside double range.
 _POINTS = (0.4137 + 0.2311j, 0.0713 + 0.0419j, 0.7321 - 0.3117j, -0.0531 + 0.0887j,
            1.1730 + 0.1623j, 0.0297 - 0.0613j, -0.5381 + 0.4419j, 0.2653 - 0.6871j)
+# Largest |argument| of an elementary function at a check point: the relative error of sin, exp,
+# ... grows like |argument| * 2^-52, so 1e4 keeps each value good to ~1e-12.
+_MAX_ARG = 1e4
 _FUNCS: dict[type, Callable[[complex], complex]] = {
     sympy.sin: cmath.sin, sympy.cos: cmath.cos, sympy.tan: cmath.tan,
     sympy.cot: lambda z: 1 / cmath.tan(z), sympy.sec: lambda z: 1 / cmath.cos(z),
@@ -468,7 +463,10 @@ def _cval(e: sympy.Expr, env: dict[sympy.Symbol, complex]) -> complex:
         return _cval(base, env) ** _cval(exponent, env)  # principal branch, as sympy
     fn = _FUNCS.get(type(e))
     if fn is not None:
-        return fn(_cval(e.args[0], env))
+        arg = _cval(e.args[0], env)
+        if abs(arg) > _MAX_ARG:  # cos(1e17) is noise in double precision: skip this point
+            raise ArithmeticError("ill-conditioned point")
+        return fn(arg)
     return complex(e.xreplace({s: sympy.Float(v.real) + sympy.I * v.imag for s, v in env.items()})
                    .evalf(30))
 
@@ -489,7 +487,6 @@ def equal(a: sympy.Expr, b: sympy.Expr, *, min_points: int = 3) -> bool | None:
     precision. Points that overflow or hit a pole are skipped; a disagreement is re-evaluated at
     30 digits (cancellation), and only a disagreement there counts.
     """
-    a, b = sympy.sympify(a), sympy.sympify(b)
     if a == b:
         return True
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
