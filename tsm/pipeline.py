@@ -103,6 +103,8 @@ def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewa
         val_check_interval=stage_cfg.val_check_interval,
         default_root_dir=str(stage_dir),
         callbacks=checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps),
+        # no implicit ModelCheckpoint: saves are ours (periodic when asked, last.ckpt at the end)
+        enable_checkpointing=stage_cfg.save_every_n_steps > 0,
         logger=loggers or False,
         use_distributed_sampler=False,  # the data module shards step batches itself
         reload_dataloaders_every_n_epochs=1,  # a new order each epoch, and exact mid-epoch resume

@@ -78,6 +78,9 @@ class SFTModule(L.LightningModule):
         self._val_sums: list[torch.Tensor] = []
         self._last_generate_step = -1
 
+    def on_fit_start(self) -> None:
+        self.model.train()  # from_pretrained returns eval mode; dropout etc. must be on for training
+
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
         decay, no_decay = [], []
