@@ -215,3 +215,16 @@ def test_conf_data_is_airtight():
     defaults = B.DatasetSpec()
     assert {k: getattr(spec, k) for k in keys - {"simplicity"}} == \
         {k: getattr(defaults, k) for k in keys - {"simplicity"}}
+
+
+def test_damaged_parquet_is_rebuilt_not_reused(tmp_path):
+    from tsm.data.datamodule import read_rows
+
+    spec = B.DatasetSpec(simplicity=1.0, n_train=20, n_test=4, output_dir=str(tmp_path))
+    files = B.build_dataset(spec)
+    good = files.train.read_bytes()
+    files.train.write_bytes(good[: len(good) // 2])  # a truncated file, e.g. a disk that filled up
+    with pytest.raises(ValueError, match=str(files.train)):
+        read_rows(str(files.train))  # a clear error naming the file, not a pyarrow traceback
+    again = B.build_dataset(spec)
+    assert not again.reused and again.train.read_bytes() == good

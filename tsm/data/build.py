@@ -220,11 +220,20 @@ def _files(directory: Path, reused: bool) -> DatasetFiles:
                         directory / "meta.json", reused)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _reusable(files: DatasetFiles, config: dict[str, Any]) -> bool:
+    """Same config, and both parquet files still hold the bytes the build wrote (a damaged or
+    replaced file is rebuilt, not handed to training)."""
     if not (files.meta.exists() and files.train.exists() and files.test.exists()):
         return False
     try:
-        return files.read_meta().get("config") == config
+        meta = files.read_meta()
+        digests = meta.get("sha256", {})
+        return meta.get("config") == config and digests == {
+            "train": _sha256(files.train), "test": _sha256(files.test)}
     except (OSError, ValueError):
         return False
 
@@ -371,6 +380,7 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
                                 "derivative": mean_len(rows, "derivative")}
                         for split, rows in (("train", train_fields), ("test", test_fields))},
         "files": {"train": files.train.name, "test": files.test.name},
+        "sha256": {"train": _sha256(files.train), "test": _sha256(files.test)},
         "versions": _versions(),
         "timing": {"seconds": round(time.perf_counter() - began, 3), "workers": spec.workers},
     }
