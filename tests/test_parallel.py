@@ -102,3 +102,25 @@ def test_bad_arguments():
         TimeoutPool(f"{__name__}:square", workers=-1, timeout_s=1)
     with pytest.raises(ValueError):
         TimeoutPool(f"{__name__}:square", workers=1, timeout_s=0)
+
+
+class _ScoresInWorker:
+    """A dataset whose items are scored by a RewardScorer pool from inside a DataLoader worker."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from tsm.reward import RewardScorer
+
+        with RewardScorer(workers=1, timeout_s=10) as scorer:
+            out = scorer(["\\boxed{2x}", "\\boxed{3x}"], ["2*x", "2*x"])
+        return [out[0].reason, out[1].reason]
+
+
+def test_pool_works_inside_a_daemonic_dataloader_worker():
+    # multiprocessing forbids daemonic processes to have children; subprocess workers are fine
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_ScoresInWorker(), batch_size=None, num_workers=1)
+    assert list(loader) == [["correct", "wrong"], ["correct", "wrong"]]
