@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tsm.rollout.base import RolloutEngine, Rollouts, SamplingParams
@@ -86,3 +87,107 @@ def generate_and_score(
         reasons=[[s.reason for s in g] for g in groups],
         response_tokens=tokens,
     )
+
+
+# -- evaluate.py ---------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """A Lightning ``.ckpt`` maps to the HF folder saved beside it at the same step; others pass through."""
+    if not str(checkpoint).endswith(".ckpt"):
+        return str(checkpoint)
+    import torch
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    step = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+    folder = path.parent / f"hf-step{step}"
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{checkpoint} is at step {step} but {folder} (its HF export) is missing")
+    return str(folder)
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    """The console table: one metric a line, percentages where they are fractions."""
+    pct = ("accuracy", "rate", "reward/mean")
+    width = max(len(k) for k in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -------"]
+    for k, v in metrics.items():
+        shown = f"{100 * v:6.1f}%" if any(p in k for p in pct) and "reward" not in k else f"{v:8.3f}"
+        lines.append(f"{k:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def _write_parquet_atomic(rows: list[dict[str, Any]], path: Path) -> None:
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)  # an interrupted write never leaves a partial file
+
+
+def run_evaluation(cfg) -> dict[str, float]:
+    """Generate (or read) responses, score them, write metrics.json and responses.parquet."""
+    import json
+    import logging
+
+    from hydra.utils import instantiate
+
+    from tsm.data.datamodule import read_rows
+
+    log = logging.getLogger("tsm")
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reward = instantiate(cfg.reward)
+    if cfg.responses:
+        rows = read_rows(cfg.responses)
+        if not rows or "responses" not in rows[0]:
+            raise ValueError(f"{cfg.responses} has no 'responses' column")
+    else:
+        if cfg.data_path:
+            rows = read_rows(cfg.data_path)
+        else:
+            from tsm.data.build import build_dataset
+
+            rows = read_rows(str(build_dataset(instantiate(cfg.data), progress=True).test))
+    if cfg.n_rows is not None:
+        rows = rows[: cfg.n_rows]
+    if not rows:
+        raise ValueError("no rows to evaluate")
+    gts = [r["reward_model"]["ground_truth"] for r in rows]
+    types = [r.get("extra_info", {}).get("function_type", "unknown") for r in rows]
+    if cfg.responses:
+        n = len(rows[0]["responses"])
+        if any(len(r["responses"]) != n for r in rows):
+            raise ValueError("every row needs the same number of responses")
+        flat = reward([s for r in rows for s in r["responses"]], [g for g in gts for _ in range(n)])
+        scores = [[flat[i * n + j] for j in range(n)] for i in range(len(rows))]
+        metrics = summarize(scores, function_types=types)
+        responses = [list(r["responses"]) for r in rows]
+        values = [[s.value for s in g] for g in scores]
+    else:
+        import torch
+
+        from tsm.data.sft import encode_prompt
+        from tsm.models import load_checkpoint
+        from tsm.rollout.hf import HFEngine
+
+        ckpt = resolve_checkpoint(cfg.checkpoint)
+        log.info("Loading checkpoint %s", ckpt)
+        model, tokenizer = load_checkpoint(ckpt)
+        engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size,
+                          autocast_dtype=torch.bfloat16 if cfg.bf16 else None)
+        result = generate_and_score(
+            engine, [encode_prompt(tokenizer, r["prompt"]) for r in rows], gts,
+            instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types,
+        )
+        metrics, responses, values = result.metrics, result.responses, result.scores
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_parquet_atomic([{**r, "responses": resp, "scores": sc} for r, resp, sc in zip(rows, responses, values)],
+                          out / "responses.parquet")
+    log.info("\n%s", format_table(metrics))
+    return metrics

@@ -1,0 +1,30 @@
+"""Evaluate: ``python evaluate.py checkpoint=<HF folder | .ckpt | hub id | embedded>`` or ``responses=<parquet>``.
+
+All logic lives in ``tsm.evaluation``; see conf/evaluate.yaml.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("WANDB_MODE", "offline")
+log = logging.getLogger("tsm")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    from tsm.evaluation import run_evaluation
+
+    try:
+        metrics = run_evaluation(cfg)
+    finally:
+        log.info("Output dir: %s", cfg.paths.output_dir)
+    return metrics["accuracy@1"]
+
+
+if __name__ == "__main__":
+    main()
