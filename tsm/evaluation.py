@@ -61,6 +61,19 @@ def summarize(
     return m
 
 
+def score_groups(reward: Any, responses: Sequence[Sequence[str]], ground_truths: Sequence[str]) -> list[list[Any]]:
+    """Scores ``responses[i][j]`` against ``ground_truths[i]`` in one reward batch; same shape back."""
+    if len(responses) != len(ground_truths):
+        raise ValueError("one ground truth per prompt")
+    flat = reward([r for group in responses for r in group],
+                  [g for g, group in zip(ground_truths, responses) for _ in group])
+    out, k = [], 0
+    for group in responses:
+        out.append([flat[k + j] for j in range(len(group))])
+        k += len(group)
+    return out
+
+
 def generate_and_score(
     engine: RolloutEngine,
     prompt_ids: Sequence[Sequence[int]],
@@ -74,15 +87,14 @@ def generate_and_score(
     if len(prompt_ids) != len(ground_truths):
         raise ValueError("one ground truth per prompt")
     ro: Rollouts = engine.generate(prompt_ids, n=n, sampling=sampling)
-    batch = reward(ro.texts, [ground_truths[i] for i in ro.prompt_index])
-    flat_scores = [batch[i] for i in range(len(batch))]
-    groups = [flat_scores[i * n : (i + 1) * n] for i in range(len(prompt_ids))]
+    responses = [ro.texts[i * n : (i + 1) * n] for i in range(len(prompt_ids))]  # prompt-major
+    groups = score_groups(reward, responses, ground_truths)
     tokens = [[len(ro.token_ids[i * n + j]) for j in range(n)] for i in range(len(prompt_ids))]
     metrics = summarize(groups, tokens, function_types)
     metrics["tokens_per_s"] = ro.stats.get("tokens_per_s", 0.0)
     return EvalResult(
         metrics=metrics,
-        responses=[ro.texts[i * n : (i + 1) * n] for i in range(len(prompt_ids))],
+        responses=responses,
         scores=[[s.value for s in g] for g in groups],
         reasons=[[s.reason for s in g] for g in groups],
         response_tokens=tokens,
@@ -119,24 +131,16 @@ def format_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _write_parquet_atomic(rows: list[dict[str, Any]], path: Path) -> None:
-    import os
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)  # an interrupted write never leaves a partial file
-
-
 def run_evaluation(cfg) -> dict[str, float]:
     """Generate (or read) responses, score them, write metrics.json and responses.parquet."""
     import json
     import logging
 
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from hydra.utils import instantiate
 
+    from tsm.data.build import write_atomic
     from tsm.data.datamodule import read_rows
 
     log = logging.getLogger("tsm")
@@ -164,10 +168,9 @@ def run_evaluation(cfg) -> dict[str, float]:
         n = len(rows[0]["responses"])
         if any(len(r["responses"]) != n for r in rows):
             raise ValueError("every row needs the same number of responses")
-        flat = reward([s for r in rows for s in r["responses"]], [g for g in gts for _ in range(n)])
-        scores = [[flat[i * n + j] for j in range(n)] for i in range(len(rows))]
-        metrics = summarize(scores, function_types=types)
         responses = [list(r["responses"]) for r in rows]
+        scores = score_groups(reward, responses, gts)
+        metrics = summarize(scores, function_types=types)
         values = [[s.value for s in g] for g in scores]
     else:
         import torch
@@ -186,8 +189,11 @@ def run_evaluation(cfg) -> dict[str, float]:
             instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types,
         )
         metrics, responses, values = result.metrics, result.responses, result.scores
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _write_parquet_atomic([{**r, "responses": resp, "scores": sc} for r, resp, sc in zip(rows, responses, values)],
-                          out / "responses.parquet")
+    table = pa.Table.from_pylist(
+        [{**r, "responses": resp, "scores": sc} for r, resp, sc in zip(rows, responses, values)]
+    )
+    write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
+    text = json.dumps(metrics, indent=2)
+    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))
     log.info("\n%s", format_table(metrics))
     return metrics

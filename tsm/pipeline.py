@@ -51,11 +51,6 @@ def load_policy(cfg: DictConfig, init_from: str | Path | None = None):
     return load_model_and_tokenizer(instantiate(cfg.model))
 
 
-def autocast_dtype(cfg: DictConfig) -> torch.dtype | None:
-    """Generate in bf16 when the run trains in bf16 (``trainer.precision=bf16-mixed``)."""
-    return torch.bfloat16 if str(cfg.trainer.precision).startswith("bf16") else None
-
-
 def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[str, float]:
     """Greedy Accuracy@1 on the first ``evaluate.n_rows`` rows of the test split."""
     from tsm.data.build import build_dataset
@@ -63,13 +58,13 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
     from tsm.data.sft import encode_prompt
     from tsm.evaluation import generate_and_score
     from tsm.rollout.base import SamplingParams
-    from tsm.rollout.hf import HFEngine
+    from tsm.rollout.hf import HFEngine, autocast_dtype_for
 
     files = build_dataset(instantiate(cfg.data), progress=True)
     rows = read_rows(files.test)[: cfg.evaluate.n_rows]
     t0 = time.perf_counter()
     result = generate_and_score(
-        HFEngine(model, tokenizer, batch_size=cfg.evaluate.batch_size, autocast_dtype=autocast_dtype(cfg)),
+        HFEngine(model, tokenizer, batch_size=cfg.evaluate.batch_size, autocast_dtype=autocast_dtype_for(cfg.trainer.precision)),
         [encode_prompt(tokenizer, r["prompt"]) for r in rows],
         [r["reward_model"]["ground_truth"] for r in rows],
         SamplingParams(max_new_tokens=cfg.evaluate.max_new_tokens, temperature=0.0),

@@ -164,12 +164,11 @@ class SFTModule(L.LightningModule):
             return None
         from tsm.evaluation import generate_and_score
         from tsm.rollout.base import SamplingParams
-        from tsm.rollout.hf import HFEngine
+        from tsm.rollout.hf import HFEngine, autocast_dtype_for
 
         value = torch.zeros((), device=self.device)
         if self.trainer.is_global_zero:
-            bf16 = str(self.trainer.precision).startswith("bf16")
-            engine = HFEngine(self.model, self.tokenizer, autocast_dtype=torch.bfloat16 if bf16 else None)
+            engine = HFEngine(self.model, self.tokenizer, autocast_dtype=autocast_dtype_for(self.trainer.precision))
             result = generate_and_score(
                 engine, dm.val_generate["prompt_ids"], dm.val_generate["ground_truths"],
                 SamplingParams(max_new_tokens=self.val_max_new_tokens, temperature=0.0), self.reward,

@@ -191,7 +191,8 @@ def _row(fields: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` beside ``path``, then rename: readers never see a partial file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
@@ -202,7 +203,7 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     table = to_table(rows)
-    _write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def _versions() -> dict[str, str]:
@@ -385,7 +386,7 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
         "timing": {"seconds": round(time.perf_counter() - began, 3), "workers": spec.workers},
     }
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    _write_atomic(files.meta, lambda tmp: tmp.write_text(text))
+    write_atomic(files.meta, lambda tmp: tmp.write_text(text))
     return files
 
 

@@ -75,10 +75,6 @@ class StepBatches(Dataset):
         if not 0 <= self.start_step < len(self._plan):
             raise ValueError(f"start_step {self.start_step} outside the epoch's {len(self._plan)} steps")
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self._plan)
-
     def _make_plan(self) -> list[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
         order = list(range(len(self.examples)))
@@ -100,17 +96,6 @@ class StepBatches(Dataset):
         mine = self._plan[self.start_step + step][self.rank :: self.world_size]  # sorted batch: ranks get similar lengths
         mbs = self.micro_batch_size
         return [collate([self.examples[i] for i in mine[s : s + mbs]], self.pad_id) for s in range(0, len(mine), mbs)]
-
-
-class _Plain(Dataset):
-    def __init__(self, items: list[Any]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.items[i]
 
 
 class SFTDataModule(L.LightningDataModule):
@@ -180,7 +165,6 @@ class SFTDataModule(L.LightningDataModule):
         self.val_generate = {
             "prompt_ids": [encode_prompt(self.tokenizer, r["prompt"]) for r in gen_rows],
             "ground_truths": [r["reward_model"]["ground_truth"] for r in gen_rows],
-            "rows": gen_rows,
         }
         if not self.train_examples:
             raise ValueError(f"no training example fits max_length={self.max_length}")
@@ -210,12 +194,6 @@ class SFTDataModule(L.LightningDataModule):
         rank, world = self._rank_world()
         mine = self.val_examples[rank::world]
         return DataLoader(
-            _Plain(mine), batch_size=self.micro_batch_size, shuffle=False,
+            mine, batch_size=self.micro_batch_size, shuffle=False,
             collate_fn=lambda exs: collate(exs, self.pad_id), num_workers=self.num_workers,
         )
-
-    def target_token_stats(self) -> dict[str, float]:
-        n = [e.n_target_tokens for e in self.train_examples]
-        lengths = [len(e.input_ids) for e in self.train_examples]
-        return {"examples": len(n), "target_tokens": sum(n), "mean_length": sum(lengths) / max(1, len(lengths))}
-

@@ -33,6 +33,11 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch
     return logits
 
 
+def autocast_dtype_for(precision: object) -> torch.dtype | None:
+    """Decode in bf16 when training runs in bf16 (``trainer.precision=bf16-mixed``/``bf16-true``)."""
+    return torch.bfloat16 if str(precision).startswith("bf16") else None
+
+
 class HFEngine:
     """Batched sampling on a ``transformers`` causal LM (the policy itself, so always in sync)."""
 
