@@ -24,3 +24,15 @@ def warmup_cosine_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps, min_lr_ratio)
     )
+
+
+def optimizer_with_schedule(model: torch.nn.Module, optimizer_factory, warmup_steps: int, total_steps: int,
+                            min_lr_ratio: float) -> dict:
+    """Lightning's ``configure_optimizers`` result: no weight decay on norms/biases, per-step schedule."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    opt = optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+    sched = warmup_cosine_scheduler(opt, warmup_steps, total_steps, min_lr_ratio)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -25,7 +25,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from tsm.algorithms.schedules import warmup_cosine_scheduler
+from tsm.algorithms.schedules import optimizer_with_schedule
 from tsm.data.sft import IGNORE_INDEX
 
 
@@ -83,13 +83,8 @@ class SFTModule(L.LightningModule):
 
     # -- optimization -------------------------------------------------------------------------
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-        opt = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-        sched = warmup_cosine_scheduler(opt, self.warmup_steps, self.max_steps, self.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return optimizer_with_schedule(self.model, self.optimizer_factory, self.warmup_steps, self.max_steps,
+                                       self.min_lr_ratio)
 
     def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
@@ -159,21 +154,8 @@ class SFTModule(L.LightningModule):
 
     def generation_accuracy(self) -> float | None:
         """Greedy Accuracy@1 on the data module's fixed validation prompts (rank 0 computes it)."""
-        dm = self.trainer.datamodule
-        if self.reward is None or dm is None or not getattr(dm, "val_generate", {}).get("prompt_ids"):
-            return None
-        from tsm.evaluation import generate_and_score
-        from tsm.rollout.base import SamplingParams
+        from tsm.algorithms.validation import generation_accuracy
         from tsm.rollout.hf import HFEngine, autocast_dtype_for
 
-        value = torch.zeros((), device=self.device)
-        if self.trainer.is_global_zero:
-            engine = HFEngine(self.model, self.tokenizer, autocast_dtype=autocast_dtype_for(self.trainer.precision))
-            result = generate_and_score(
-                engine, dm.val_generate["prompt_ids"], dm.val_generate["ground_truths"],
-                SamplingParams(max_new_tokens=self.val_max_new_tokens, temperature=0.0), self.reward,
-            )
-            value += result.metrics["accuracy@1"]
-        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
-            dist.broadcast(value, src=0)
-        return float(value)
+        engine = HFEngine(self.model, self.tokenizer, autocast_dtype=autocast_dtype_for(self.trainer.precision))
+        return generation_accuracy(self, engine, self.reward, self.val_max_new_tokens)
