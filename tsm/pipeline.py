@@ -108,7 +108,60 @@ def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewa
     return finalize_stage(trainer, stage_dir)
 
 
-STAGE_RUNNERS = {"sft": run_sft_stage}
+def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
+                   ckpt_path: str | None) -> Path:
+    from tsm.checkpointing import checkpoint_callbacks, finalize_stage
+    from tsm.rollout.sync import WeightSync
+
+    log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
+    dm = instantiate(stage_cfg.data_module)
+    dm.set_tokenizer(tokenizer)
+    log.info("Instantiating rollout engine <%s>", cfg.rollout._target_)
+    engine = instantiate(cfg.rollout)(model=model, tokenizer=tokenizer)
+    try:
+        module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward, engine=engine)
+        loggers = [instantiate(lg, save_dir=str(stage_dir)) for lg in cfg.get("logger", {}).values()]
+        trainer: L.Trainer = instantiate(
+            cfg.trainer,
+            max_steps=module.total_optimizer_steps,  # Lightning counts optimizer steps: ppo_epochs per batch
+            val_check_interval=module.total_optimizer_steps,
+            default_root_dir=str(stage_dir),
+            callbacks=[*checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps * module.ppo_epochs),
+                       WeightSync(engine)],
+            enable_checkpointing=stage_cfg.save_every_n_steps > 0,
+            limit_val_batches=0,  # validation is generation-based, inside the module
+            logger=loggers or False,
+            use_distributed_sampler=False,
+            reload_dataloaders_every_n_epochs=1,
+        )
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        return finalize_stage(trainer, stage_dir)
+    finally:
+        engine.close()
+
+
+STAGE_RUNNERS = {"sft": run_sft_stage, "grpo": run_grpo_stage}
+
+
+def resume_point(cfg: DictConfig) -> tuple[int, Path | None]:
+    """Which stage ``ckpt_path`` resumes, and the weights that stage starts from.
+
+    A checkpoint inside ``<run>/<stage>/checkpoints/`` resumes that stage (earlier stages are
+    skipped; the stage starts from ``<run>/<previous stage>/hf`` before the .ckpt restores its own
+    weights, optimizer and step); any other ``ckpt_path`` resumes the first stage.
+    """
+    if not cfg.ckpt_path:
+        return 0, None
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path {path} does not exist")
+    stage = path.parent.parent.name if path.parent.name == "checkpoints" else None
+    if stage not in cfg.stages or cfg.stages.index(stage) == 0:
+        return 0, None
+    i = list(cfg.stages).index(stage)
+    prev = path.parent.parent.parent / cfg.stages[i - 1] / "hf"
+    log.info("Resuming stage %s from %s", stage, path)
+    return i, prev if (prev / "config.json").exists() else None
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -125,13 +178,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     if cfg.evaluate.before:
         metrics["before"] = test_accuracy(cfg, model, tokenizer, reward, "before")
-    init_from: Path | None = None
+    first, init_from = resume_point(cfg)
     for i, stage in enumerate(cfg.stages):
+        if i < first:
+            continue
         if init_from is not None:
             model, tokenizer = load_policy(cfg, init_from)
         t0 = time.perf_counter()
         init_from = STAGE_RUNNERS[stage](
-            cfg, cfg[stage], model, tokenizer, reward, out / stage, cfg.ckpt_path if i == 0 else None
+            cfg, cfg[stage], model, tokenizer, reward, out / stage, cfg.ckpt_path if i == first else None
         )
         metrics[f"{stage}/seconds"] = time.perf_counter() - t0
         metrics[f"{stage}/hf"] = str(init_from)
