@@ -174,7 +174,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"unknown stage(s) {unknown}; known: {sorted(STAGE_RUNNERS)}")
     reward = instantiate(cfg.reward)
     model, tokenizer = load_policy(cfg)
-    metrics: dict[str, Any] = {"output_dir": str(out)}
+    metrics: dict[str, Any] = {"output_dir": str(out),
+                               "model/parameters": sum(p.numel() for p in model.parameters())}
     t_start = time.perf_counter()
     if cfg.evaluate.before:
         metrics["before"] = test_accuracy(cfg, model, tokenizer, reward, "before")
