@@ -1,6 +1,7 @@
 """Evaluate: ``python evaluate.py checkpoint=<HF folder | .ckpt | hub id | embedded>`` or ``responses=<parquet>``.
 
-All logic lives in ``tsm.evaluation``; see conf/evaluate.yaml.
+``data=ood`` for the out-of-distribution set, ``rollout=vllm`` for vLLM's batching, ``wandb.enabled=false``
+for no W&B run (offline by default). All logic lives in ``tsm.evaluation``; see conf/evaluate.yaml.
 """
 
 from __future__ import annotations

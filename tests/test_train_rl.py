@@ -99,3 +99,40 @@ def test_resume_mid_grpo_matches_uninterrupted(tmp_path, data_dir):
     a, _ = load_checkpoint(str(Path(full.paths.output_dir) / "grpo" / "hf"))
     b, _ = load_checkpoint(str(Path(resumed.paths.output_dir) / "grpo" / "hf"))
     assert torch.equal(params(a), params(b))
+
+
+@pytest.mark.slow
+def test_smollm2_135m_rl_end_to_end_on_cpu(tmp_path):
+    """The embedded SmolLM2-135M: a few SFT and GRPO steps, every metric logged, evaluate.py reads the export."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
+    common = [f"data.output_dir={tmp_path / 'data'}", "data.n_train=64", "data.n_test=16", "reward.workers=2"]
+    subprocess.run(
+        [sys.executable, "train.py", "experiment=smollm2_135m_rl", *common, f"hydra.run.dir={run_dir}",
+         "sft.max_steps=2", "sft.val_check_interval=2", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=4",
+         "sft.module.val_max_new_tokens=32", "grpo.max_steps=3", "grpo.module.group_size=4",
+         "grpo.data_module.batch_size=2", "grpo.module.sampling.max_new_tokens=48", "grpo.module.val_generate_every=3",
+         "grpo.data_module.n_val_generate=4", "grpo.module.val_max_new_tokens=32", "evaluate.n_rows=8",
+         "evaluate.max_new_tokens=48", "trainer.enable_progress_bar=false"],
+        cwd=root, check=True, timeout=1800,
+    )
+    rows = csv_rows(run_dir / "grpo")
+    logged = {k for r in rows for k, v in r.items() if v not in ("", None)}
+    assert not [m for m in GRPO_METRICS if m not in logged]
+    steps = [r for r in rows if r.get("train/reward/mean")]
+    assert len(steps) == 3
+    # bf16 rollouts vs the bf16-autocast policy forward: close, not exact
+    assert all(float(r["rollout/logprob_diff"]) < 0.1 for r in steps)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["model/parameters"] > 100e6 and "after" in saved
+    ckpt = run_dir / "grpo" / "checkpoints" / "last.ckpt"
+    subprocess.run(
+        [sys.executable, "evaluate.py", f"checkpoint={ckpt}", *common, "n_rows=8", "sampling.max_new_tokens=48",
+         "sampling.temperature=0", "bf16=true", f"hydra.run.dir={eval_dir}"],
+        cwd=root, check=True, timeout=900,
+    )
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["n_prompts"] == 8 and 0.0 <= metrics["accuracy@1"] <= 1.0

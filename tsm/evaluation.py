@@ -1,12 +1,16 @@
 """Generate responses for prompts, score them with the reward, and summarize as Accuracy@k.
 
 Used by the SFT stage's ``val/accuracy@1``, by ``train.py``'s before/after test evaluation and
-by ``evaluate.py``. Metric names match the logs: ``accuracy@1`` is the first sample of each
-prompt, ``accuracy@k`` any of the ``n`` samples.
+by ``evaluate.py`` (:func:`run_evaluation`). Metric names match the logs: ``accuracy@1`` is the
+first sample of each prompt, ``accuracy@k`` any of the ``n`` samples, ``accuracy/<type>`` and
+``count/<type>`` the per-``function_type`` Accuracy@1 and prompt count, ``rollout/*`` the
+generation throughput (wall clock around the engine's ``generate``, so engines compare fairly).
+W&B logging and the accuracy chart live in :mod:`tsm.evaluation_report`.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ class EvalResult:
     scores: list[list[float]]
     reasons: list[list[str]] = field(default_factory=list)
     response_tokens: list[list[int]] = field(default_factory=list)
+    answers: list[list[str | None]] = field(default_factory=list)  # the boxed text judged
 
 
 def summarize(
@@ -58,6 +63,7 @@ def summarize(
             by_type[t].append(bool(g[0].correct))
         for t, v in sorted(by_type.items()):
             m[f"accuracy/{t}"] = sum(v) / len(v)
+            m[f"count/{t}"] = float(len(v))
     return m
 
 
@@ -74,6 +80,38 @@ def score_groups(reward: Any, responses: Sequence[Sequence[str]], ground_truths:
     return out
 
 
+def generate_with_progress(engine: RolloutEngine, prompt_ids: Sequence[Sequence[int]], n: int,
+                           sampling: SamplingParams) -> Rollouts:
+    """``engine.generate`` with a progress bar: one call per engine batch (``engine.batch_size``
+    sequences), longest prompts first as the HF engine orders them itself, so greedy output is the
+    same as one call. Chunk ``c`` samples with seed ``seed + c`` (no stream repeats across chunks).
+    An engine without ``batch_size`` (vLLM: it batches everything itself) gets one call."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    per_call = max(1, getattr(engine, "batch_size", 0) // n)
+    if not getattr(engine, "batch_size", 0) or per_call >= len(prompt_ids):
+        return engine.generate(prompt_ids, n=n, sampling=sampling)
+    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+    parts: dict[int, tuple] = {}
+    stats = {"seconds": 0.0, "tokens": 0.0}
+    with tqdm(total=len(order), desc="generate", unit="prompt") as bar:
+        for c, start in enumerate(range(0, len(order), per_call)):
+            idx = order[start : start + per_call]
+            seed = None if sampling.seed is None else sampling.seed + c
+            ro = engine.generate([prompt_ids[i] for i in idx], n=n, sampling=replace(sampling, seed=seed))
+            for j, i in enumerate(idx):
+                sl = slice(j * n, (j + 1) * n)
+                parts[i] = (ro.token_ids[sl], ro.texts[sl], ro.logprobs[sl], ro.finish_reasons[sl])
+            for key in stats:
+                stats[key] += ro.stats.get(key, 0.0)
+            bar.update(len(idx))
+    flat = [[x for i in range(len(prompt_ids)) for x in parts[i][f]] for f in range(4)]
+    return Rollouts(prompt_index=[i for i in range(len(prompt_ids)) for _ in range(n)], token_ids=flat[0],
+                    texts=flat[1], logprobs=flat[2], finish_reasons=flat[3], n=n, stats=stats)
+
+
 def generate_and_score(
     engine: RolloutEngine,
     prompt_ids: Sequence[Sequence[int]],
@@ -82,22 +120,35 @@ def generate_and_score(
     reward: Any,
     n: int = 1,
     function_types: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> EvalResult:
-    """``reward(responses, ground_truths)`` (a ``tsm.reward.RewardScorer``) scores the flat samples."""
+    """``reward(responses, ground_truths)`` (a ``tsm.reward.RewardScorer``) scores the flat samples.
+
+    ``progress``: generate batch by batch under a progress bar (:func:`generate_with_progress`).
+    """
     if len(prompt_ids) != len(ground_truths):
         raise ValueError("one ground truth per prompt")
-    ro: Rollouts = engine.generate(prompt_ids, n=n, sampling=sampling)
+    t0 = time.perf_counter()
+    if progress:
+        ro = generate_with_progress(engine, prompt_ids, n, sampling)
+    else:
+        ro = engine.generate(prompt_ids, n=n, sampling=sampling)
+    seconds = max(time.perf_counter() - t0, 1e-9)
     responses = [ro.texts[i * n : (i + 1) * n] for i in range(len(prompt_ids))]  # prompt-major
     groups = score_groups(reward, responses, ground_truths)
     tokens = [[len(ro.token_ids[i * n + j]) for j in range(n)] for i in range(len(prompt_ids))]
     metrics = summarize(groups, tokens, function_types)
-    metrics["tokens_per_s"] = ro.stats.get("tokens_per_s", 0.0)
+    metrics["truncated_rate"] = sum(r == "length" for r in ro.finish_reasons) / len(ro)  # hit max_new_tokens
+    metrics["rollout/seconds"] = seconds
+    metrics["rollout/responses_per_s"] = len(ro) / seconds
+    metrics["rollout/tokens_per_s"] = ro.n_tokens / seconds
     return EvalResult(
         metrics=metrics,
         responses=responses,
         scores=[[s.value for s in g] for g in groups],
         reasons=[[s.reason for s in g] for g in groups],
         response_tokens=tokens,
+        answers=[[s.answer for s in g] for g in groups],
     )
 
 
@@ -120,19 +171,141 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return str(folder)
 
 
-def format_table(metrics: dict[str, float]) -> str:
-    """The console table: one metric a line, percentages where they are fractions."""
-    pct = ("accuracy", "rate", "reward/mean")
-    width = max(len(k) for k in metrics)
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -------"]
-    for k, v in metrics.items():
-        shown = f"{100 * v:6.1f}%" if any(p in k for p in pct) and "reward" not in k else f"{v:8.3f}"
-        lines.append(f"{k:<{width}}  {shown}")
+def format_table(metrics: dict[str, float], title: str | None = None) -> str:
+    """The console table: headline metrics, then Accuracy@1 per function type, then throughput."""
+    lines = [title] if title else []
+    k = int(metrics.get("n_samples", 1))
+    head = [("accuracy@1", "pct"), (f"accuracy@{k}", "pct") if k > 1 else None,
+            ("reward/mean", "num"), ("boxed_rate", "pct"), ("parse_rate", "pct"),
+            ("timeouts", "int"), ("response_tokens/mean", "tokens"), ("truncated_rate", "pct")]
+    shown = [(key, kind) for key, kind in filter(None, head) if key in metrics]
+    width = max(20, *(len(key) for key, _ in shown))
+    for key, kind in shown:
+        v = metrics[key]
+        text = (f"{100 * v:.1f}%" if kind == "pct" else f"{int(v)} " if kind == "int"
+                else f"{v:.1f} " if kind == "tokens" else f"{v:.3f} ")
+        lines.append(f"  {key:<{width}} {text:>8}")
+    types = sorted(key.split("/", 1)[1] for key in metrics if key.startswith("accuracy/"))
+    if types:  # the % column lines up with the one above
+        width = max(width, *(len(t) + 5 for t in types))
+        lines.append(f"  {'function_type':<{width - 5}}{'n':>5} {'acc@1':>8}")
+        for t in types:
+            n = metrics.get(f"count/{t}")
+            count = str(int(n)) if n is not None else ""
+            lines.append(f"  {t:<{width - 5}}{count:>5} {100 * metrics[f'accuracy/{t}']:7.1f}%")
+    if "rollout/seconds" in metrics:
+        n_resp = int(metrics["n_prompts"] * metrics["n_samples"])
+        lines.append(f"  generation: {n_resp} responses in {metrics['rollout/seconds']:.1f} s = "
+                     f"{metrics['rollout/responses_per_s']:.2f} responses/s, "
+                     f"{metrics['rollout/tokens_per_s']:.1f} tokens/s")
     return "\n".join(lines)
 
 
+def _dataset_rows(cfg) -> list[dict[str, Any]]:
+    """The rows to evaluate: ``data_path``, else the test split of the ``data`` config."""
+    from hydra.utils import instantiate
+
+    from tsm.data.build import DatasetSpec, build_dataset
+    from tsm.data.datamodule import read_rows
+
+    if cfg.data_path:
+        return read_rows(cfg.data_path)
+    spec = instantiate(cfg.data)
+    # a generated spec goes through build_dataset; other sources (tsm.data.ood) build themselves
+    files = build_dataset(spec, progress=True) if isinstance(spec, DatasetSpec) else spec.build(progress=True)
+    return read_rows(str(files.test))
+
+
+def build_engine(rollout_cfg, model, tokenizer, bf16: bool = False):
+    """``instantiate(rollout_cfg)(model=, tokenizer=)``; ``bf16`` decodes in bfloat16: the HF
+    engine under bf16 autocast (``autocast_dtype``), an engine with weights of its own (vLLM) with
+    bf16 weights (``dtype``)."""
+    import inspect
+    import logging
+
+    from hydra.utils import instantiate
+
+    make_engine = instantiate(rollout_cfg)
+    extra = {}
+    if bf16:
+        params = inspect.signature(getattr(make_engine, "func", make_engine)).parameters
+        key = next((k for k in ("autocast_dtype", "dtype") if k in params), None)
+        if key is None:
+            raise ValueError(f"bf16=true: {rollout_cfg._target_} takes no autocast_dtype or dtype")
+        extra[key] = "bfloat16"
+    logging.getLogger("tsm").info("Instantiating rollout <%s>%s", rollout_cfg._target_,
+                                  f" ({next(iter(extra))}=bfloat16)" if extra else "")
+    return make_engine(model=model, tokenizer=tokenizer, **extra)
+
+
+def close_engine(engine) -> None:
+    close = getattr(engine, "close", None)  # frees vLLM; HF has nothing to free
+    if close is not None:
+        close()
+
+
+def _generate(cfg, rows, gts, types, reward) -> EvalResult:
+    import logging
+
+    from hydra.utils import instantiate
+
+    from tsm.data.sft import encode_prompt
+    from tsm.models import load_checkpoint
+
+    ckpt = resolve_checkpoint(cfg.checkpoint)
+    logging.getLogger("tsm").info("Loading checkpoint %s", ckpt)
+    model, tokenizer = load_checkpoint(ckpt)
+    engine = build_engine(cfg.rollout, model, tokenizer, cfg.bf16)
+    try:
+        return generate_and_score(
+            engine, [encode_prompt(tokenizer, r["prompt"]) for r in rows], gts,
+            instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types, progress=True,
+        )
+    finally:
+        close_engine(engine)
+
+
+def _score_responses(rows, gts, types, reward) -> EvalResult:
+    n = len(rows[0]["responses"])
+    if any(len(r["responses"]) != n for r in rows):
+        raise ValueError("every row needs the same number of responses")
+    responses = [list(r["responses"]) for r in rows]
+    groups = score_groups(reward, responses, gts)
+    return EvalResult(
+        metrics=summarize(groups, function_types=types), responses=responses,
+        scores=[[s.value for s in g] for g in groups], reasons=[[s.reason for s in g] for g in groups],
+        answers=[[s.answer for s in g] for g in groups],
+    )
+
+
+def _data_label(cfg) -> str:
+    if cfg.data_path:
+        return str(cfg.data_path)
+    try:  # the config group choice (data=ood) when run through Hydra's app
+        from hydra.core.hydra_config import HydraConfig
+
+        return f"data={HydraConfig.get().runtime.choices['data']}"
+    except (ValueError, KeyError):
+        return str(cfg.data.get("_target_", "data")).rsplit(".", 1)[-1]
+
+
+def _title(cfg, n_rows: int) -> str:
+    source = f"responses {cfg.responses}" if cfg.responses else f"checkpoint {cfg.checkpoint}"
+    data = _data_label(cfg)
+    if cfg.responses:
+        return f"Evaluation of {source} ({n_rows} rows)"
+    s = cfg.sampling
+    how = "greedy" if s.temperature == 0 else f"T={s.temperature}, top_p={s.top_p}, top_k={s.top_k}"
+    return (f"Evaluation of {source} on {data}: {n_rows} rows x {cfg.n_samples} sample(s), {how}, "
+            f"max {s.max_new_tokens} new tokens")
+
+
 def run_evaluation(cfg) -> dict[str, float]:
-    """Generate (or read) responses, score them, write metrics.json and responses.parquet."""
+    """Generate (or read) responses, score them; write metrics.json, responses.parquet, the chart.
+
+    The W&B run (``cfg.wandb.enabled``) starts first and is finished in all cases, marked failed
+    after an exception, so one failed multirun job leaves no run open for the next.
+    """
     import json
     import logging
 
@@ -140,60 +313,48 @@ def run_evaluation(cfg) -> dict[str, float]:
     import pyarrow.parquet as pq
     from hydra.utils import instantiate
 
+    from tsm import evaluation_report as report
     from tsm.data.build import write_atomic
     from tsm.data.datamodule import read_rows
+    from tsm.pipeline import print_config_tree
 
     log = logging.getLogger("tsm")
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    reward = instantiate(cfg.reward)
-    if cfg.responses:
-        rows = read_rows(cfg.responses)
-        if not rows or "responses" not in rows[0]:
-            raise ValueError(f"{cfg.responses} has no 'responses' column")
-    else:
-        if cfg.data_path:
-            rows = read_rows(cfg.data_path)
-        else:
-            from tsm.data.build import build_dataset
-
-            rows = read_rows(str(build_dataset(instantiate(cfg.data), progress=True).test))
-    if cfg.n_rows is not None:
-        rows = rows[: cfg.n_rows]
-    if not rows:
-        raise ValueError("no rows to evaluate")
-    gts = [r["reward_model"]["ground_truth"] for r in rows]
-    types = [r.get("extra_info", {}).get("function_type", "unknown") for r in rows]
-    if cfg.responses:
-        n = len(rows[0]["responses"])
-        if any(len(r["responses"]) != n for r in rows):
-            raise ValueError("every row needs the same number of responses")
-        responses = [list(r["responses"]) for r in rows]
-        scores = score_groups(reward, responses, gts)
-        metrics = summarize(scores, function_types=types)
-        values = [[s.value for s in g] for g in scores]
-    else:
-        import torch
-
-        from tsm.data.sft import encode_prompt
-        from tsm.models import load_checkpoint
-        from tsm.rollout.hf import HFEngine
-
-        ckpt = resolve_checkpoint(cfg.checkpoint)
-        log.info("Loading checkpoint %s", ckpt)
-        model, tokenizer = load_checkpoint(ckpt)
-        engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size,
-                          autocast_dtype=torch.bfloat16 if cfg.bf16 else None)
-        result = generate_and_score(
-            engine, [encode_prompt(tokenizer, r["prompt"]) for r in rows], gts,
-            instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types,
-        )
-        metrics, responses, values = result.metrics, result.responses, result.scores
-    table = pa.Table.from_pylist(
-        [{**r, "responses": resp, "scores": sc} for r, resp, sc in zip(rows, responses, values)]
-    )
-    write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
-    text = json.dumps(metrics, indent=2)
-    write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))
-    log.info("\n%s", format_table(metrics))
-    return metrics
+    print_config_tree(cfg, out)
+    run = report.start_wandb(cfg.wandb, cfg, out)
+    ok = False
+    try:
+        with instantiate(cfg.reward) as reward:
+            if cfg.responses:
+                rows = read_rows(cfg.responses)
+                if not rows or "responses" not in rows[0]:
+                    raise ValueError(f"{cfg.responses} has no 'responses' column")
+            else:
+                rows = _dataset_rows(cfg)
+            if cfg.n_rows is not None:
+                rows = rows[: cfg.n_rows]
+            if not rows:
+                raise ValueError("no rows to evaluate")
+            gts = [r["reward_model"]["ground_truth"] for r in rows]
+            types = [r.get("extra_info", {}).get("function_type", "unknown") for r in rows]
+            if cfg.responses:
+                result = _score_responses(rows, gts, types, reward)
+            else:
+                result = _generate(cfg, rows, gts, types, reward)
+        metrics = result.metrics
+        table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc}
+                                      for r, resp, sc in zip(rows, result.responses, result.scores)])
+        write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
+        text = json.dumps(metrics, indent=2)
+        write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))
+        title = _title(cfg, len(rows))
+        png = report.plot_accuracy_by_type(metrics, out / "accuracy_by_type.png", title)
+        if run is not None:
+            report.log_wandb(run, metrics, report.sample_rows(rows, result, cfg.wandb.table_rows))
+        log.info("\n%s", format_table(metrics, title))
+        log.info("Wrote %s, %s, %s", out / "metrics.json", out / "responses.parquet", png)
+        ok = True
+        return metrics
+    finally:
+        if run is not None:
+            report.finish_wandb(run, ok)

@@ -351,7 +351,13 @@ def _histogram(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
-    """Build (or reuse) the dataset that ``spec`` describes; see the module doc."""
+    """Build (or reuse) the dataset that ``spec`` describes; see the module doc.
+
+    Any other spec with a ``build(progress=...)`` method (``tsm.data.ood.OODSpec``: ``data=ood``)
+    builds itself, so every consumer of ``cfg.data`` accepts it.
+    """
+    if not isinstance(spec, DatasetSpec):
+        return spec.build(progress=progress)
     config = spec.generation_config()
     directory = spec.directory()
     files = _files(directory, reused=True)

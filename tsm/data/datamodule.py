@@ -166,6 +166,9 @@ class SFTDataModule(L.LightningDataModule):
             "prompt_ids": [encode_prompt(self.tokenizer, r["prompt"]) for r in gen_rows],
             "ground_truths": [r["reward_model"]["ground_truth"] for r in gen_rows],
         }
+        if not train_rows:
+            raise ValueError("the train split is empty (data=ood is test-only); train on a generated "
+                             "dataset or use sft_target=responses with a responses parquet")
         if not self.train_examples:
             raise ValueError(f"no training example fits max_length={self.max_length}")
 

@@ -1,0 +1,113 @@
+"""python -m tsm.predict: the dataset's prompt, the printed fields, the verdict, clean errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sympy
+
+from tsm.predict import main, pose, read_function
+from tsm.rollout.base import Rollouts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+SCRIPTS = {  # answers to f = x^x
+    "right": r"The final answer is $\boxed{x^{x} (\log{(x)} + 1)}$",
+    "wrong": r"The final answer is $\boxed{x^{x}}$",
+    "unboxed": "I do not know",
+}
+
+
+class ScriptedEngine:
+    """A rollout engine that always answers ``SCRIPTS[script]`` (a model that knows f', or not)."""
+
+    def __init__(self, model, tokenizer, script: str, **hf_options):  # hf_options: rollout/hf.yaml's keys
+        self.response = SCRIPTS[script]
+
+    def generate(self, prompt_token_ids, n, sampling):
+        k = len(prompt_token_ids) * n
+        return Rollouts(prompt_index=[i for i in range(len(prompt_token_ids)) for _ in range(n)],
+                        token_ids=[[1]] * k, texts=[self.response] * k, logprobs=[[0.0]] * k,
+                        finish_reasons=["stop"] * k, n=n)
+
+    def load_weights(self, named_tensors):
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from tsm.models import TINY_PRESETS, build_math_tokenizer, build_tiny_model, save_hf
+
+    tok = build_math_tokenizer()
+    return save_hf(build_tiny_model(TINY_PRESETS["tiny_1m"], tok, seed=0), tok,
+                   tmp_path_factory.mktemp("predict") / "hf")
+
+
+def test_prompt_is_the_datasets(tmp_path):
+    from tsm.data.build import DatasetSpec, build_dataset
+
+    spec = DatasetSpec(n_train=4, n_test=8, variations=False, output_dir=str(tmp_path))
+    for row in pq.read_table(build_dataset(spec).test).to_pylist():
+        _, messages = pose(read_function(row["extra_info"]["function_sympy"]))
+        assert messages == row["prompt"]
+
+
+def test_tiny_model_prints_every_field(tiny_checkpoint, capsys):
+    rc = main(["e^(2x) sin(14x)", f"checkpoint={tiny_checkpoint}", "sampling.max_new_tokens=6"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for label in ("f(x)", "prompt", "response", "answer", "verdict", "true f'(x)"):
+        assert any(line.startswith(label) for line in out.splitlines()), label
+    assert r"e^{2 x} \sin{(14 x )}" in out and "14*exp(2*x)*cos(14*x)" in out
+    assert "correct:" not in out  # a random 1M model does not know the answer
+
+
+@pytest.mark.parametrize("script, verdict", [
+    ("right", "correct"), ("wrong", "wrong"), ("unboxed", "not checked (no_box)")])
+def test_verdict_checks_the_answer_against_sympy(tiny_checkpoint, capsys, script, verdict):
+    rc = main(["x^x", f"checkpoint={tiny_checkpoint}", "rollout._target_=tests.test_predict.ScriptedEngine",
+               f"+rollout.script={script}"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert next(line for line in out.splitlines() if line.startswith("verdict")).split(None, 1)[1].startswith(verdict)
+    assert str(sympy.diff(sympy.Symbol("x") ** sympy.Symbol("x"))) in out
+
+
+def test_variations_pick_a_dataset_phrasing():
+    from tsm.tasks.differentiation import USER_PROMPTS
+
+    f = read_function(r"\arctan(3x+1)")
+    problem, messages = pose(f, variations=True, seed=3)
+    assert problem.function_latex == r"\arctan{(3 x + 1 )}"
+    assert any(messages[1]["content"].startswith(p.split("{function}")[0]) for p in USER_PROMPTS)
+    assert pose(f, variations=True, seed=3) == (problem, messages)  # seeded
+
+
+def test_bad_input_exits_nonzero_with_one_clear_line():
+    # the real CLI: f is read before any model or torch import, so this is quick
+    proc = subprocess.run([sys.executable, "-m", "tsm.predict", "sin(x"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: cannot read f(x) = 'sin(x'")
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["y + x"], "cannot read f(x)"),
+    (["x^2", "checkpoint=/no/such/folder"], "cannot load checkpoint"),
+    (["x^2", "chekpoint=embedded"], "bad override"),
+])
+def test_bad_input_in_process(args, words, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) <= 3
+
+
+def test_no_argument_prints_usage(capsys):
+    assert main([]) == 2
+    assert "usage:" in capsys.readouterr().err

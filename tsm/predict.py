@@ -1,0 +1,139 @@
+"""``python -m tsm.predict "<f(x)>" [overrides]``: one function in, the model's derivative out.
+
+The first argument is f(x) in LaTeX or plain form (read by :func:`tsm.math.parse.parse_expression`,
+the reward's parser); the rest are Hydra overrides of ``conf/predict.yaml`` (``checkpoint=``,
+``sampling.max_new_tokens=``, ``rollout=vllm``, ...). The prompt is built as the dataset builds
+one (:meth:`DifferentiationTask.pose`, Diff-TSM's system prompt), the model answers once (greedy
+by default), and the boxed answer is scored by :func:`tsm.reward.score` against
+``sympy.diff(f, x)``. Prints f, the prompt, the response, the extracted answer, the verdict and
+the true derivative. Exit status: 0 when the model answered (right or wrong), 2 for bad input
+(f does not parse, a bad override or checkpoint), with a one-line message and no traceback.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy
+
+from tsm.math.parse import ParseError, parse_expression
+from tsm.reward import Score, score
+from tsm.tasks.differentiation import DifferentiationProblem, DifferentiationTask, canonical_key
+
+_CONF = str(Path(__file__).resolve().parents[1] / "conf")
+_X = sympy.Symbol("x")
+USAGE = 'usage: python -m tsm.predict "<f(x)>" [checkpoint=<HF folder | .ckpt | hub id | embedded>] [overrides]'
+
+
+class BadInput(ValueError):
+    """The user's input cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    problem: DifferentiationProblem
+    messages: list[dict[str, str]]
+    response: str
+    score: Score
+
+    @property
+    def ground_truth(self) -> str:
+        return self.problem.derivative_sympy
+
+
+def read_function(text: str) -> sympy.Expr:
+    """f(x) from user text; :class:`BadInput` when it does not parse."""
+    try:
+        return parse_expression(text)
+    except ParseError as exc:
+        raise BadInput(f"cannot read f(x) = {text!r}: {exc}") from exc
+
+
+def pose(f: sympy.Expr, variations: bool = False, seed: int = 0
+         ) -> tuple[DifferentiationProblem, list[dict[str, str]]]:
+    """The task's problem record for f (f' by sympy) and the chat messages that ask for f'."""
+    from tsm.data.ood import to_latex
+
+    d = sympy.diff(f, _X)
+    problem = DifferentiationProblem(f, d, to_latex(f), to_latex(d), "user", canonical_key(f))
+    messages, _ = DifferentiationTask(variations=variations).pose(problem, random.Random(seed))
+    return problem, messages
+
+
+def predict(cfg, f: sympy.Expr) -> Prediction:
+    """Load ``cfg.checkpoint``, generate once for f, score the answer."""
+    from hydra.utils import instantiate
+
+    from tsm.data.sft import encode_prompt
+    from tsm.evaluation import build_engine, close_engine, resolve_checkpoint
+    from tsm.models import load_checkpoint
+
+    problem, messages = pose(f, cfg.variations, cfg.seed)
+    try:
+        model, tokenizer = load_checkpoint(resolve_checkpoint(cfg.checkpoint))
+    except (ValueError, OSError) as exc:  # no such folder/file, not a hub id, hub unreachable
+        raise BadInput(f"cannot load checkpoint={cfg.checkpoint}: {exc}") from exc
+    engine = build_engine(cfg.rollout, model, tokenizer, cfg.bf16)
+    try:
+        rollouts = engine.generate([encode_prompt(tokenizer, messages)], n=1, sampling=instantiate(cfg.sampling))
+    finally:
+        close_engine(engine)
+    response = rollouts.texts[0]
+    return Prediction(problem, messages, response, score(response, problem.derivative_sympy))
+
+
+def format_prediction(p: Prediction, text: str) -> str:
+    def block(label: str, value: str) -> str:
+        lines = value.rstrip().splitlines() or ["(empty)"]
+        return "\n".join([f"{label:<12}{lines[0]}", *(f"{'':<12}{line}" for line in lines[1:])])
+
+    reason = p.score.reason
+    verdict = ("correct: the answer equals f'(x)" if p.score.correct
+               else "wrong: the answer is not f'(x)" if reason == "wrong"
+               else f"not checked ({reason}): no answer that parses as a function of x")
+    return "\n".join([
+        block("f(x)", f"{p.problem.function_latex}    (read from {text!r})"),
+        block("prompt", p.messages[-1]["content"]),
+        block("response", p.response),
+        block("answer", p.score.answer if p.score.answer is not None else "(none: no \\boxed{} answer)"),
+        block("verdict", verdict),
+        block("true f'(x)", f"{p.problem.derivative_latex}    = {p.ground_truth}"),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stderr if not argv else sys.stdout)
+        return 2 if not argv else 0
+    text, overrides = argv[0], argv[1:]
+    try:
+        f = read_function(text)
+        cfg = _compose(overrides)
+        p = predict(cfg, f)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_prediction(p, text))
+    return 0
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=_CONF, version_base="1.3"):
+            return compose(config_name="predict", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise BadInput(f"bad override in {overrides}: {exc}") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
