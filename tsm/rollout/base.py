@@ -78,6 +78,11 @@ class Rollouts:
 
 @runtime_checkable
 class RolloutEngine(Protocol):
+    """What every engine does. The shipped engines also have ``close()`` (and are context managers)
+    and ``shares_policy_weights`` (True: it samples from the policy's own parameters, so
+    `tsm.rollout.sync.WeightSync` skips it); callers reach those with ``getattr`` so that test
+    doubles need only the two methods below."""
+
     def generate(
         self, prompt_token_ids: Sequence[Sequence[int]], n: int, sampling: SamplingParams
     ) -> Rollouts: ...

@@ -38,20 +38,42 @@ def autocast_dtype_for(precision: object) -> torch.dtype | None:
     return torch.bfloat16 if str(precision).startswith("bf16") else None
 
 
+def _as_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch.bfloat16``, ``"bfloat16"`` (a YAML value) or None."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    dtype = getattr(torch, str(value), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"autocast_dtype must be null or a float dtype name like 'bfloat16', got {value!r}")
+    return dtype
+
+
 class HFEngine:
     """Batched sampling on a ``transformers`` causal LM (the policy itself, so always in sync)."""
 
+    # Samples from the live policy: a weight sync has nothing to do (WeightSync skips it).
+    shares_policy_weights = True
+
     def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64,
-                 autocast_dtype: torch.dtype | None = None):
+                 autocast_dtype: torch.dtype | str | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         # bf16 autocast roughly doubles CPU decoding speed (avx512_bf16); logprobs then carry bf16
         # error, so parity checks and RL importance ratios keep the default (None: full precision).
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype = _as_dtype(autocast_dtype)
         eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+
+    def close(self) -> None:
+        """Nothing to free (the engine owns no memory of its own); here for the engine contract."""
+
+    def __enter__(self) -> HFEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """The engine shares the policy's parameters; loading copies into them (for API parity)."""
