@@ -20,14 +20,13 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 VARIANTS = {
-    "eager": dict(dtype="float32", enforce_eager=True),
-    "compiled": dict(dtype="float32", enforce_eager=False),
-    "bf16": dict(dtype="bfloat16", enforce_eager=True),
+    "eager": {"dtype": "float32", "enforce_eager": True},
+    "compiled": {"dtype": "float32", "enforce_eager": False},
+    "bf16": {"dtype": "bfloat16", "enforce_eager": True},
 }
 
 

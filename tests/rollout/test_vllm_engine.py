@@ -16,18 +16,18 @@ import torch
 
 pytest.importorskip("vllm")
 
-from tsm.models import TinyArch, build_math_tokenizer, build_tiny_model  # noqa: E402
-from tsm.rollout.base import SamplingParams  # noqa: E402
-from tsm.rollout.hf import HFEngine  # noqa: E402
-from tsm.rollout.vllm import VLLMEngine, _refresh_tied_modules  # noqa: E402
+from tsm.models import TinyArch, build_math_tokenizer, build_tiny_model
+from tsm.rollout.base import SamplingParams
+from tsm.rollout.hf import HFEngine
+from tsm.rollout.vllm import VLLMEngine, _refresh_tied_modules
 
 pytestmark = pytest.mark.vllm
 
 # Tied embeddings like SmolLM/Qwen2.5; head size 32 (vLLM's CPU attention has no kernel for 16).
 ARCH = TinyArch(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                 max_position_embeddings=512)
-ENGINE_OPTIONS = dict(dtype="float32", max_model_len=512, kv_cache_space_gib=0.25,
-                      enforce_eager=True, seed=0)
+ENGINE_OPTIONS = {"dtype": "float32", "max_model_len": 512, "kv_cache_space_gib": 0.25,
+                  "enforce_eager": True, "seed": 0}
 PARITY = 1e-2  # fp32 on both sides: observed differences are ~1e-6
 
 

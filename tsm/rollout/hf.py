@@ -69,7 +69,7 @@ class HFEngine:
     def close(self) -> None:
         """Nothing to free (the engine owns no memory of its own); here for the engine contract."""
 
-    def __enter__(self) -> HFEngine:
+    def __enter__(self) -> HFEngine:  # noqa: PYI034 - as TimeoutPool
         return self
 
     def __exit__(self, *exc) -> None:

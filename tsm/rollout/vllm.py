@@ -141,19 +141,19 @@ class VLLMEngine:
 
             self._tmpdir = tempfile.TemporaryDirectory(prefix="tsm-vllm-")
             model_path = str(save_hf(model, tokenizer, os.path.join(self._tmpdir.name, "policy")))
-        kwargs: dict[str, Any] = dict(
-            model=str(model_path),
-            dtype=dtype,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enforce_eager=enforce_eager,
-            enable_sleep_mode=self.sleep_mode,
-            enable_prefix_caching=enable_prefix_caching,
-            seed=seed,
-            logprobs_mode="processed_logprobs",  # log_softmax(logits / T), see the module docstring
-            generation_config="vllm",  # stop on the tokenizer's EOS only, as HFEngine does
-        )
+        kwargs: dict[str, Any] = {
+            "model": str(model_path),
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enforce_eager": enforce_eager,
+            "enable_sleep_mode": self.sleep_mode,
+            "enable_prefix_caching": enable_prefix_caching,
+            "seed": seed,
+            "logprobs_mode": "processed_logprobs",  # log_softmax(logits / T): see the module docstring
+            "generation_config": "vllm",  # stop on the tokenizer's EOS only, as HFEngine does
+        }
         if self.on_cpu:
             # kv_cache_memory_bytes is what VLLM_CPU_KVCACHE_SPACE (GiB) sets, without an env var
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_space_gib * _GIB)
@@ -309,7 +309,7 @@ class VLLMEngine:
                 self._tmpdir.cleanup()
                 self._tmpdir = None
 
-    def __enter__(self) -> VLLMEngine:
+    def __enter__(self) -> VLLMEngine:  # noqa: PYI034 - as TimeoutPool
         return self
 
     def __exit__(self, *exc) -> None:
