@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 from omegaconf import open_dict
 
 from tests.helpers import TINY_RUN, compose_cfg
+from tests.test_train import csv_metrics, params
 
 GRPO_METRICS = [
     "train/reward/mean", "train/reward/correct_frac", "train/reward/format_frac", "train/reward/timeouts",
@@ -47,17 +47,6 @@ def rl_cfg(tmp_path: Path, data_dir: Path, *extra: str):
     return cfg
 
 
-def csv_rows(stage_dir: Path) -> list[dict[str, str]]:
-    files = sorted(stage_dir.rglob("metrics.csv"))
-    assert files, f"no metrics.csv under {stage_dir}"
-    with open(files[-1]) as fh:
-        return list(csv.DictReader(fh))
-
-
-def params(model) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
 def test_sft_then_grpo_logs_every_metric_and_exports(tmp_path, data_dir):
     from tsm.models import load_checkpoint
     from tsm.pipeline import run
@@ -68,7 +57,7 @@ def test_sft_then_grpo_logs_every_metric_and_exports(tmp_path, data_dir):
     assert (out / "sft" / "hf" / "config.json").exists()
     assert (out / "grpo" / "hf").resolve() == (out / "grpo" / "checkpoints" / "hf-step4").resolve()
     assert (out / "grpo" / "checkpoints" / "step2.ckpt").exists()
-    rows = csv_rows(out / "grpo")
+    rows = csv_metrics(out, "grpo")
     logged = {k for r in rows for k, v in r.items() if v not in ("", None)}
     missing = [m for m in GRPO_METRICS if m not in logged]
     assert not missing, missing
@@ -119,7 +108,7 @@ def test_smollm2_135m_rl_end_to_end_on_cpu(tmp_path):
          "evaluate.max_new_tokens=48", "trainer.enable_progress_bar=false"],
         cwd=root, check=True, timeout=1800,
     )
-    rows = csv_rows(run_dir / "grpo")
+    rows = csv_metrics(run_dir, "grpo")
     logged = {k for r in rows for k, v in r.items() if v not in ("", None)}
     assert not [m for m in GRPO_METRICS if m not in logged]
     steps = [r for r in rows if r.get("train/reward/mean")]
