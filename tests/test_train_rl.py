@@ -63,6 +63,8 @@ def test_sft_then_grpo_logs_every_metric_and_exports(tmp_path, data_dir):
     assert not missing, missing
     steps = [r for r in rows if r.get("train/reward/mean")]
     assert len(steps) == 4  # one row of metrics per rollout step
+    # val/accuracy@1 only after rollout steps 2 and 4 (rows 1 and 3), not re-logged stale in between
+    assert [int(r["step"]) for r in rows if r.get("val/accuracy@1")] == [1, 3], rows
     assert all(float(r["rollout/logprob_diff"]) < 1e-3 for r in steps)  # HF engine: sampler == policy
     # rewards varied within groups, so the policy got a gradient
     assert any(float(r["train/groups_zero_std_frac"]) < 1 for r in steps), [r["train/reward/mean"] for r in steps]

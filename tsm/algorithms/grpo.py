@@ -290,4 +290,8 @@ class GRPOModule(L.LightningModule):
 
             acc = generation_accuracy(self, self.engine, self.reward, self.val_max_new_tokens)
             if acc is not None:
-                self.log("val/accuracy@1", acc, batch_size=1, rank_zero_only=True)
+                # straight to the loggers: self.log from this hook keeps re-logging the stale value at
+                # every later step; step - 1 is the row of this rollout step's train/* metrics
+                for logger in self.loggers:
+                    logger.log_metrics({"val/accuracy@1": acc}, step=step - 1)
+                self.last_metrics["val/accuracy@1"] = acc
