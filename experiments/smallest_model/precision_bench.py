@@ -14,7 +14,7 @@ import time
 import torch
 
 from tsm.models.math_tokenizer import build_math_tokenizer
-from tsm.models.tiny import TinyArch, build_tiny_model
+from tsm.models.tiny import TINY_PRESETS, build_tiny_model
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tokenizer = build_math_tokenizer()
-    model = build_tiny_model(TinyArch(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=640), tokenizer)
+    model = build_tiny_model(TINY_PRESETS["tiny_5m"], tokenizer)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(5, len(tokenizer), (args.batch, args.length))
     rates = {}
