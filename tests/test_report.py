@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tsm.report import collect, count_hf_parameters, main, write_report
+from tsm.report import collect, count_hf_parameters, main, report_title, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -113,6 +114,15 @@ def test_other_swept_keys_get_columns_and_their_own_lines(tmp_path):
 
     assert len(_series(jobs)) == 2
     assert "sft.module.optimizer.lr" in write_report(sweep, wandb=False, echo=False)["csv"].read_text()
+
+
+def test_plot_title_names_the_task_only_when_jobs_share_one(sweep_dir):
+    jobs = collect(sweep_dir)
+    assert report_title(jobs, sweep_dir).startswith("tiny_sft: ")
+    jobs[1] = dataclasses.replace(jobs[1], task="smallest_tiny5m_rl")  # runs of different experiments
+    title = report_title(jobs, sweep_dir)
+    assert "tiny_sft" not in title and "smallest" not in title
+    assert title.startswith(f"{sweep_dir.name} (2 experiments)")
 
 
 def test_count_hf_parameters_matches_the_model(tiny_llama, tmp_path):

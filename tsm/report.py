@@ -203,6 +203,13 @@ def _series(jobs: Sequence[JobResult], value: str = "accuracy@1") -> dict[str, l
     return {k: sorted(v) for k, v in sorted(lines.items())}
 
 
+def report_title(jobs: Sequence[JobResult], sweep_dir: Path) -> str:
+    """The plot's title: the task name when every job shares one, else the folder's name."""
+    tasks = sorted({j.task for j in jobs if j.task})
+    name = tasks[0] if len(tasks) == 1 else f"{sweep_dir.name} ({len(tasks)} experiments)" if tasks else sweep_dir.name
+    return f"{name}: by model size and data simplicity ({sweep_dir.name})"
+
+
 def plot(jobs: Sequence[JobResult], path: Path, title: str = "") -> Path | None:
     """Accuracy@1 after training against parameter count (log x), one line per series, and beside it
     the final val/loss when the jobs logged one (it still separates runs that are all at 0%).
@@ -305,9 +312,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *, ma
     write_atomic(files["md"], lambda tmp: tmp.write_text(md))
     png = None
     if make_plot:
-        task = next((j.task for j in jobs if j.task), sweep_dir.name)
-        title = f"{task}: by model size and data simplicity ({sweep_dir.name})"
-        png = plot(jobs, out / ".report.png.tmp.png", title=title)
+        png = plot(jobs, out / ".report.png.tmp.png", title=report_title(jobs, sweep_dir))
         if png is not None:
             files["png"] = png.replace(out / "report.png")
     if echo:

@@ -9,6 +9,10 @@ Length bucketing: each epoch shuffles the rows, cuts them into pools of ``bucket
 batches, sorts a pool by length and cuts it into global batches; the batches are then shuffled.
 Padding waste stays low and every rank sees batches of similar cost. Everything is seeded, so a
 resumed run (same seed, same epoch) sees the same batches.
+
+Curriculum (``curriculum.by``, off by default): the first ``curriculum.steps`` global steps draw
+their batches from the easiest examples instead (``tsm.data.curriculum``); later steps follow the
+epoch plan above.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tsm.data.curriculum import Curriculum
 from tsm.data.sft import IGNORE_INDEX, SFT_TARGETS, SFTExample, encode_prompt, iter_examples
 
 
@@ -62,6 +67,8 @@ class StepBatches(Dataset):
     world_size: int = 1
     bucket_batches: int = 16
     start_step: int = 0  # resume mid-epoch: skip the steps already taken
+    curriculum: Curriculum | None = None
+    ranking: Sequence[int] | None = None  # example indices, easiest first (curriculum.rank)
 
     def __post_init__(self) -> None:
         if self.batch_size % (self.micro_batch_size * self.world_size):
@@ -71,6 +78,10 @@ class StepBatches(Dataset):
             )
         if len(self.examples) < self.batch_size:
             raise ValueError(f"{len(self.examples)} training examples < batch_size {self.batch_size}")
+        if self.curriculum is not None and self.curriculum.active and (
+            self.ranking is None or sorted(self.ranking) != list(range(len(self.examples)))
+        ):
+            raise ValueError("a curriculum needs a ranking: a permutation of the example indices")
         self._plan = self._make_plan()
         if not 0 <= self.start_step < len(self._plan):
             raise ValueError(f"start_step {self.start_step} outside the epoch's {len(self._plan)} steps")
@@ -87,6 +98,14 @@ class StepBatches(Dataset):
             chunk = sorted(order[s : s + pool], key=lambda i: len(self.examples[i].input_ids))
             batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
+        cur = self.curriculum
+        if cur is not None and cur.active:  # global step g = epoch * steps-per-epoch + s
+            for s in range(len(batches)):
+                g = self.epoch * len(batches) + s
+                if g >= cur.steps:
+                    break
+                drawn = cur.batch(self.ranking, g, self.batch_size, self.seed)
+                batches[s] = sorted(drawn, key=lambda i: len(self.examples[i].input_ids))
         return batches
 
     def __len__(self) -> int:
@@ -117,6 +136,7 @@ class SFTDataModule(L.LightningDataModule):
         responses_path: str | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        curriculum: dict[str, Any] | Curriculum | None = None,
     ):
         super().__init__()
         if sft_target not in SFT_TARGETS:
@@ -130,6 +150,11 @@ class SFTDataModule(L.LightningDataModule):
         self.batch_size, self.micro_batch_size = batch_size, micro_batch_size
         self.max_length, self.n_val, self.n_val_generate = max_length, n_val, n_val_generate
         self.num_workers, self.seed = num_workers, seed
+        if curriculum is None or isinstance(curriculum, Curriculum):
+            self.curriculum = curriculum or Curriculum()
+        else:
+            self.curriculum = Curriculum(**dict(curriculum))
+        self.ranking: list[int] | None = None
         self.tokenizer = None
         self.files = None
 
@@ -156,7 +181,12 @@ class SFTDataModule(L.LightningDataModule):
         self.files = build_dataset(self.dataset)  # other ranks: reuses what rank 0 built
         train_rows = read_rows(self.responses_path or self.files.train)
         test_rows = read_rows(self.files.test)
-        self.train_examples = [ex for _, ex in iter_examples(self.tokenizer, train_rows, self.sft_target, self.max_length)]
+        pairs = list(iter_examples(self.tokenizer, train_rows, self.sft_target, self.max_length))
+        self.train_examples = [ex for _, ex in pairs]
+        if self.curriculum.active:
+            types = [(train_rows[i].get("extra_info") or {}).get("function_type") for i, _ in pairs]
+            lengths = [ex.n_target_tokens for ex in self.train_examples]
+            self.ranking = self.curriculum.rank(lengths, types, self.seed)
         self.val_rows = test_rows[: self.n_val]
         # the val loss uses answer/steps targets (responses mode has none for test rows)
         val_mode = "answer" if self.sft_target == "responses" else self.sft_target
@@ -190,6 +220,7 @@ class SFTDataModule(L.LightningDataModule):
             self.train_examples, self.batch_size, self.micro_batch_size, self.pad_id,
             seed=self.seed, epoch=epoch, rank=rank, world_size=world,
             start_step=min(max(0, step - epoch * n), max(0, n - 1)),
+            curriculum=self.curriculum, ranking=self.ranking,
         )
         return DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.num_workers)
 
