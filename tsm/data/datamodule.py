@@ -93,9 +93,10 @@ class StepBatches(Dataset):
         n_batches = len(order) // self.batch_size  # drop the ragged tail: every step is full
         order = order[: n_batches * self.batch_size]
         pool = self.batch_size * self.bucket_batches
+        by_length = lambda i: len(self.examples[i].input_ids)  # noqa: E731
         batches: list[list[int]] = []
         for s in range(0, len(order), pool):
-            chunk = sorted(order[s : s + pool], key=lambda i: len(self.examples[i].input_ids))
+            chunk = sorted(order[s : s + pool], key=by_length)
             batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
         cur = self.curriculum
@@ -105,7 +106,7 @@ class StepBatches(Dataset):
                 if g >= cur.steps:
                     break
                 drawn = cur.batch(self.ranking, g, self.batch_size, self.seed)
-                batches[s] = sorted(drawn, key=lambda i: len(self.examples[i].input_ids))
+                batches[s] = sorted(drawn, key=by_length)
         return batches
 
     def __len__(self) -> int:
