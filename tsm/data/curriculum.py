@@ -65,9 +65,9 @@ class Curriculum:
         tiebreak = list(range(len(target_lengths)))
         rng.shuffle(tiebreak)
         if self.by == "type":
-            key = lambda i: (function_types[i] == TREE_TYPE, target_lengths[i], tiebreak[i])  # noqa: E731
+            key = lambda i: (function_types[i] == TREE_TYPE, target_lengths[i], tiebreak[i])
         else:
-            key = lambda i: (target_lengths[i], tiebreak[i])  # noqa: E731
+            key = lambda i: (target_lengths[i], tiebreak[i])
         return sorted(range(len(target_lengths)), key=key)
 
     def batch(self, ranking: Sequence[int], step: int, batch_size: int, seed: int) -> list[int]:

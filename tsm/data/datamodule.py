@@ -93,7 +93,7 @@ class StepBatches(Dataset):
         n_batches = len(order) // self.batch_size  # drop the ragged tail: every step is full
         order = order[: n_batches * self.batch_size]
         pool = self.batch_size * self.bucket_batches
-        by_length = lambda i: len(self.examples[i].input_ids)  # noqa: E731
+        by_length = lambda i: len(self.examples[i].input_ids)
         batches: list[list[int]] = []
         for s in range(0, len(order), pool):
             chunk = sorted(order[s : s + pool], key=by_length)
