@@ -48,14 +48,14 @@ class Curriculum:
 
     @property
     def active(self) -> bool:
-        return self.by is not None and self.steps > 0
+        return self.by is not None  # validated above: a set `by` comes with steps > 0
 
     def competence(self, step: int) -> float:
         """The fraction of the ranking (easiest first) that batches at global ``step`` draw from."""
         if not self.active or step >= self.steps:
             return 1.0
         c0 = self.start * self.start
-        return min(1.0, math.sqrt(c0 + (1.0 - c0) * max(0, step) / self.steps))
+        return math.sqrt(c0 + (1.0 - c0) * max(0, step) / self.steps)  # <= 1 since step < steps
 
     def rank(self, target_lengths: Sequence[int], function_types: Sequence[str | None], seed: int) -> list[int]:
         """Example indices, easiest first, for this curriculum's ``by``."""
@@ -74,4 +74,4 @@ class Curriculum:
         """The indices of global ``step``'s batch: a seeded draw from the easiest competence share."""
         pool = max(batch_size, math.ceil(self.competence(step) * len(ranking)))
         rng = random.Random((seed * 1_000_003 + step) * 31 + 5)
-        return rng.sample(list(ranking[:pool]), batch_size)
+        return [ranking[j] for j in rng.sample(range(pool), batch_size)]  # positions: no copy of the ranking
