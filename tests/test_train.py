@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -143,3 +144,40 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
     assert len(losses[1]) == len(losses[2]) == 3
     for a, b in zip(losses[1], losses[2]):
         assert abs(a - b) < 1e-4 * max(1.0, abs(a)), losses
+
+
+def test_evaluate_data_scores_another_test_split(tmp_path, data_dir, monkeypatch):
+    """evaluate.data: a run trained on one mix is scored on another config's test split
+    (smallest_tiny5m_fresh trains on fresh functions, is scored on the fixed smallest split)."""
+    import pyarrow.parquet as pq
+
+    import tsm.evaluation
+    from tsm.data.build import build_dataset
+    from tsm.models import load_model_and_tokenizer
+    from tsm.pipeline import test_accuracy
+
+    seen = []
+
+    def fake_generate_and_score(engine, prompts, truths, *args, **kwargs):
+        seen.append(list(truths))
+        return SimpleNamespace(metrics={"accuracy@1": 0.5, "boxed_rate": 1.0}, responses=[])
+
+    cfg = tiny_cfg(tmp_path, data_dir, "evaluate.n_rows=5")
+    model, tokenizer = load_model_and_tokenizer(instantiate(cfg.model))
+    reward = instantiate(cfg.reward)
+    other = {**cfg.data, "seed": 11, "simplicity": 1.0}
+    with open_dict(cfg):
+        cfg.evaluate.data = None
+    own = build_dataset(instantiate(cfg.data)).test
+    with open_dict(cfg):
+        cfg.evaluate.data = other
+    theirs = build_dataset(instantiate(cfg.evaluate.data)).test
+    truths = [[r["reward_model"]["ground_truth"] for r in pq.read_table(p).to_pylist()[:5]]
+              for p in (own, theirs)]
+    assert truths[0] != truths[1]
+    monkeypatch.setattr(tsm.evaluation, "generate_and_score", fake_generate_and_score)
+    assert test_accuracy(cfg, model, tokenizer, reward, "after")["accuracy@1"] == 0.5
+    with open_dict(cfg):
+        cfg.evaluate.data = None
+    test_accuracy(cfg, model, tokenizer, reward, "after")
+    assert seen == [truths[1], truths[0]]

@@ -52,7 +52,8 @@ def load_policy(cfg: DictConfig, init_from: str | Path | None = None):
 
 
 def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[str, float]:
-    """Greedy Accuracy@1 on the first ``evaluate.n_rows`` rows of the test split."""
+    """Greedy Accuracy@1 on the first ``evaluate.n_rows`` rows of the test split: ``data``'s, or
+    ``evaluate.data``'s when set (a run trained on another mix, scored on a fixed test split)."""
     from tsm.data.build import build_dataset
     from tsm.data.datamodule import read_rows
     from tsm.data.sft import encode_prompt
@@ -60,7 +61,8 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
     from tsm.rollout.base import SamplingParams
     from tsm.rollout.hf import HFEngine, autocast_dtype_for
 
-    files = build_dataset(instantiate(cfg.data), progress=True)
+    data = cfg.evaluate.get("data") or cfg.data
+    files = build_dataset(instantiate(data), progress=True)
     rows = read_rows(files.test)[: cfg.evaluate.n_rows]
     t0 = time.perf_counter()
     result = generate_and_score(

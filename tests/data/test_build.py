@@ -228,3 +228,63 @@ def test_damaged_parquet_is_rebuilt_not_reused(tmp_path):
         read_rows(str(files.train))  # a clear error naming the file, not a pyarrow traceback
     again = B.build_dataset(spec)
     assert not again.reused and again.train.read_bytes() == good
+
+
+def _functions(path) -> list[str]:
+    return [r["extra_info"]["function_sympy"] for r in rows(path)]
+
+
+def test_exclude_keeps_a_fixed_test_split_out_of_a_fresh_build(tmp_path):
+    """A build with another seed shares functions with a fixed test split (short random trees
+    repeat), unless that split is excluded: then none of them, and the counts say how many."""
+    out = str(tmp_path / "data")
+    fixed = {"simplicity": 0.0, "max_depth": 2, "n_train": 30, "n_test": 30, "seed": 0}
+    fixed_files = B.build_dataset(B.DatasetSpec(output_dir=out, **fixed))
+    held_out = set(_functions(fixed_files.test))
+    fresh = {"simplicity": 0.0, "max_depth": 2, "n_train": 60, "n_test": 10, "seed": 1,
+             "output_dir": out}
+    plain = B.build_dataset(B.DatasetSpec(**fresh))
+    overlap = held_out & set(_functions(plain.train) + _functions(plain.test))
+    assert overlap, "the check needs a distribution that repeats across seeds"
+
+    spec = B.DatasetSpec(**fresh, exclude=[fixed])
+    files = B.build_dataset(spec)
+    assert files.directory != plain.directory  # the exclusion is part of the generation config
+    kept = _functions(files.train) + _functions(files.test)
+    assert len(kept) == 70 and not held_out & set(kept)
+    meta = files.read_meta()
+    assert meta["counts"]["excluded"] >= len(overlap)
+    assert meta["config"]["exclude"] == [{"test_of": B.DatasetSpec(output_dir=out, **fixed)
+                                          .generation_config()}]
+    # the same exclusion named by the parquet path gives the same functions (another folder)
+    by_path = B.build_dataset(B.DatasetSpec(**fresh, exclude=[str(fixed_files.test)]))
+    assert _functions(by_path.train) == _functions(files.train)
+    assert B.build_dataset(B.DatasetSpec(**fresh, exclude=[fixed])).reused
+
+
+def test_exclude_without_entries_keeps_existing_folders(tmp_path):
+    assert B.DatasetSpec(exclude=[]).config_hash() == B.DatasetSpec().config_hash()
+    assert "exclude" not in B.DatasetSpec(exclude=None).generation_config()
+    # conf/data/smallest.yaml's folder, which every smallest_* experiment result was trained on
+    smallest = B.DatasetSpec(simplicity=0.5, variations=True, n_train=100000, n_test=512, seed=0)
+    assert smallest.config_hash() == "04715b8b317b"
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"simplicity": 2.0}, "not a valid data config"),
+    ({"no_such_knob": 1}, "not a valid data config"),
+    (3, "or parquet file paths"),
+])
+def test_bad_exclude_entries_are_clear_errors(entry, words):
+    with pytest.raises(ValueError, match=words):
+        B.DatasetSpec(exclude=[entry])
+
+
+def test_exclude_of_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="is not a file"):
+        B.DatasetSpec(exclude=[str(tmp_path / "nope.parquet")]).config_hash()
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(to_table([]).drop_columns(["extra_info"]), foreign)
+    spec = B.DatasetSpec(n_train=4, n_test=1, exclude=[str(foreign)], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="extra_info"):
+        B.build_dataset(spec)

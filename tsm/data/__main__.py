@@ -25,7 +25,8 @@ def summarize(files, seconds: float) -> str:
     lines = [f"dataset {files.directory} ({how})",
              (f"  train {counts['train']}  test {counts['test']}  candidates {counts['candidates']}  "
               f"duplicates {counts['duplicates']}  rejected {counts['rejected']}  "
-              f"timeouts {counts['timeouts']}")]
+              f"timeouts {counts['timeouts']}"
+              + (f"  excluded {counts['excluded']}" if counts.get("excluded") else ""))]
     if meta["rejections"]:
         lines.append("  rejections: " + ", ".join(f"{k} {v}" for k, v in meta["rejections"].items()))
     lines.append(f"  {'function_type':<20}{'train':>8}{'test':>8}")

@@ -23,10 +23,20 @@ Output: ``<output_dir>/differentiation-<hash>/{train,test}.parquet`` and ``meta.
 ``output_dir``). Each file is written to a temporary name and moved into place (an interrupted
 build leaves no partial file); ``meta.json`` is written last, and a folder whose ``meta.json``
 holds the same config is reused without generating.
+
+Exclusion: ``exclude`` names test sets that this build must not contain, e.g. a fixed test split
+while fresh training functions are drawn with another seed or mix. Each entry is either a data
+config (a mapping of :class:`DatasetSpec` fields: that build's *test* split, built or reused
+first) or the path of a parquet file in the verl schema. A candidate whose sympy form
+(``extra_info.function_sympy``, ``str`` of the simplified tree) is in an excluded set is skipped
+(counted as ``excluded``); equal trees print equally, so this is at least as strict as the dedup
+key. The excluded sets' identities (their generation configs, or the files' sha256) are part of
+the generation config, so a changed test set gives a new folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -34,7 +44,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -77,10 +87,13 @@ class DatasetSpec:
     chunk_size: int = 256  # candidates per pool.map call (no effect on the output)
     max_attempts_factor: float = 20.0  # candidate budget, as a multiple of n_train + n_test
     output_dir: str = "data"
+    exclude: tuple = ()  # test sets kept out of this build: data configs (mappings) or parquet paths
 
     def __post_init__(self) -> None:
         def fail(knob: str, why: str) -> None:
             raise ValueError(f"data.{knob}={getattr(self, knob)!r}: {why}")
+
+        self.exclude = self._normalized_exclude(fail)
 
         if isinstance(self.simplicity, bool) or not isinstance(self.simplicity, (int, float)) \
                 or not 0.0 <= self.simplicity <= 1.0:
@@ -111,9 +124,38 @@ class DatasetSpec:
             fail("max_depth", "with simplicity 0 and depth 0 the only function is x, so at most "
                  "one unique example exists; raise data.max_depth or data.simplicity")
 
+    def _normalized_exclude(self, fail: Callable[[str, str], None]) -> tuple:
+        """``exclude`` as a tuple of plain dicts (complete specs' fields) and path strings."""
+        entries = self.exclude
+        if entries is None:
+            return ()
+        if isinstance(entries, (str, os.PathLike, Mapping)):
+            entries = [entries]  # one entry given bare
+        out: list = []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                values = {"output_dir": self.output_dir, **{str(k): v for k, v in entry.items()}}
+                values.pop("_target_", None)
+                try:
+                    out.append(dataclass_fields(DatasetSpec(**values)))
+                except (TypeError, ValueError) as exc:
+                    fail("exclude", f"an entry is not a valid data config: {exc}")
+            elif isinstance(entry, (str, os.PathLike)) and str(entry):
+                out.append(str(entry))
+            else:
+                fail("exclude", "entries must be data configs (mappings) or parquet file paths")
+        return tuple(out)
+
+    def excluded_specs(self) -> list[DatasetSpec | Path]:
+        """The ``exclude`` entries as specs (whose test split is excluded) and parquet paths."""
+        return [DatasetSpec(**e) if isinstance(e, dict) else Path(e) for e in self.exclude]
+
     def generation_config(self) -> dict[str, Any]:
         """What determines the files (hashed into the folder name)."""
-        return {"format_version": FORMAT_VERSION, **{k: getattr(self, k) for k in _GENERATION_KEYS}}
+        config = {"format_version": FORMAT_VERSION, **{k: getattr(self, k) for k in _GENERATION_KEYS}}
+        if self.exclude:  # absent when empty, so builds without exclusions keep their folders
+            config["exclude"] = [_exclusion_identity(e) for e in self.excluded_specs()]
+        return config
 
     def config_hash(self) -> str:
         text = json.dumps(self.generation_config(), sort_keys=True)
@@ -141,6 +183,35 @@ def example_seed(seed: int, index: int) -> int:
     """The RNG seed of candidate ``index``: a digest, so nearby seeds give unrelated streams."""
     digest = hashlib.blake2b(f"tsm-data:{seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def dataclass_fields(spec: DatasetSpec) -> dict[str, Any]:
+    """A spec's fields as a plain dict (``exclude`` entries are stored so)."""
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+def _exclusion_identity(entry: DatasetSpec | Path) -> dict[str, Any]:
+    if isinstance(entry, DatasetSpec):
+        return {"test_of": entry.generation_config()}
+    if not entry.is_file():
+        raise ValueError(f"data.exclude: {entry} is not a file (a parquet test set to keep out)")
+    return {"file": entry.name, "sha256": _sha256(entry)}
+
+
+def excluded_functions(spec: DatasetSpec, progress: bool = False) -> set[str]:
+    """The sympy forms of every function in ``spec.exclude``'s test sets (building them if needed)."""
+    functions: set[str] = set()
+    for entry in spec.excluded_specs():
+        path = build_dataset(entry, progress=progress).test if isinstance(entry, DatasetSpec) else entry
+        try:
+            infos = pq.read_table(path, columns=["extra_info"]).column("extra_info").to_pylist()
+        except Exception as exc:  # pyarrow raises several types for damaged or foreign files
+            raise ValueError(f"data.exclude: cannot read the extra_info column of {path}: {exc}") from exc
+        for info in infos:
+            if not (info or {}).get("function_sympy"):
+                raise ValueError(f"data.exclude: {path} has rows without extra_info.function_sympy")
+            functions.add(info["function_sympy"])
+    return functions
 
 
 _TASKS: dict[tuple, DifferentiationTask] = {}
@@ -242,8 +313,10 @@ def _reusable(files: DatasetFiles, config: dict[str, Any]) -> bool:
 class _Collector:
     """Consumes candidate results in index order until the target of unique functions."""
 
-    def __init__(self, spec: DatasetSpec):
+    def __init__(self, spec: DatasetSpec, excluded: set[str] = frozenset()):
         self.spec = spec
+        self.excluded_functions = excluded
+        self.excluded = 0  # candidates skipped because an excluded test set holds them
         self.target = spec.n_train + spec.n_test
         self.budget = max(self.target, math.ceil(spec.max_attempts_factor * self.target))
         self.unique: list[dict[str, Any]] = []
@@ -261,7 +334,9 @@ class _Collector:
         self.candidates += 1
         new = False
         if status == "ok":
-            if value["key"] in self.keys:
+            if value["function_sympy"] in self.excluded_functions:
+                self.excluded += 1
+            elif value["key"] in self.keys:
                 self.duplicates += 1
             else:
                 self.keys.add(value["key"])
@@ -298,7 +373,7 @@ def _generate(spec: DatasetSpec, progress: bool) -> tuple[_Collector, int]:
 
     from tsm.parallel import TimeoutPool
 
-    collector = _Collector(spec)
+    collector = _Collector(spec, excluded_functions(spec, progress) if spec.exclude else frozenset())
     args = _task_args(spec)
     timeouts = 0
     with TimeoutPool("tsm.data.build:generate_candidate", spec.workers, spec.timeout_s) as pool, \
@@ -380,7 +455,7 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
         "seed": spec.seed,
         "counts": {"train": len(train_fields), "test": len(test_fields),
                    "candidates": collector.candidates, "duplicates": collector.duplicates,
-                   "rejected": sum(collector.rejections.values()), "timeouts": timeouts},
+                   "excluded": collector.excluded, "rejected": sum(collector.rejections.values()), "timeouts": timeouts},
         "rejections": dict(sorted(collector.rejections.items())),
         "function_types": {"train": _histogram(train_fields), "test": _histogram(test_fields)},
         "mean_length": {split: {"function": mean_len(rows, "function"),
