@@ -45,6 +45,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -137,7 +138,7 @@ class DatasetSpec:
                 values = {"output_dir": self.output_dir, **{str(k): v for k, v in entry.items()}}
                 values.pop("_target_", None)
                 try:
-                    out.append(dataclass_fields(DatasetSpec(**values)))
+                    out.append(dataclasses.asdict(DatasetSpec(**values)))
                 except (TypeError, ValueError) as exc:
                     fail("exclude", f"an entry is not a valid data config: {exc}")
             elif isinstance(entry, (str, os.PathLike)) and str(entry):
@@ -183,11 +184,6 @@ def example_seed(seed: int, index: int) -> int:
     """The RNG seed of candidate ``index``: a digest, so nearby seeds give unrelated streams."""
     digest = hashlib.blake2b(f"tsm-data:{seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
-
-
-def dataclass_fields(spec: DatasetSpec) -> dict[str, Any]:
-    """A spec's fields as a plain dict (``exclude`` entries are stored so)."""
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
 
 
 def _exclusion_identity(entry: DatasetSpec | Path) -> dict[str, Any]:
@@ -313,7 +309,7 @@ def _reusable(files: DatasetFiles, config: dict[str, Any]) -> bool:
 class _Collector:
     """Consumes candidate results in index order until the target of unique functions."""
 
-    def __init__(self, spec: DatasetSpec, excluded: set[str] = frozenset()):
+    def __init__(self, spec: DatasetSpec, excluded: AbstractSet[str] = frozenset()):
         self.spec = spec
         self.excluded_functions = excluded
         self.excluded = 0  # candidates skipped because an excluded test set holds them
@@ -373,7 +369,7 @@ def _generate(spec: DatasetSpec, progress: bool) -> tuple[_Collector, int]:
 
     from tsm.parallel import TimeoutPool
 
-    collector = _Collector(spec, excluded_functions(spec, progress) if spec.exclude else frozenset())
+    collector = _Collector(spec, excluded_functions(spec, progress))
     args = _task_args(spec)
     timeouts = 0
     with TimeoutPool("tsm.data.build:generate_candidate", spec.workers, spec.timeout_s) as pool, \
