@@ -1,0 +1,114 @@
+"""Where the right answers are: Accuracy@1 per function type and per gold length, side by side.
+
+    python experiments/smallest_model/breakdown.py A/responses.parquet [B/responses.parquet ...] \
+        [--names A B ...] [--buckets 20 40 60 80]
+
+Reads evaluate.py's responses.parquet files (the same test rows, scored; nothing is generated
+here) and prints a markdown table: overall, each function type, then the random expression trees
+(`composite-complex`) by the length of their gold derivative in characters. With two or more files
+it also prints, for each later file against the first, the rows only one of the two solves and the
+two-sided sign-test p-value over them (exact binomial), so "+3 points" comes with its evidence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow.parquet as pq
+
+RANDOM_TREES = "composite-complex"
+
+
+def load(path: str) -> list[dict[str, Any]]:
+    """Rows of one responses.parquet, each with `key`, `type`, `gold_len` and `right` (score 1.0)."""
+    rows = []
+    for row in pq.read_table(path, columns=["extra_info", "scores"]).to_pylist():
+        info = row["extra_info"]
+        rows.append({
+            "key": (info.get("index"), info["function"]),
+            "type": info.get("function_type") or "?",
+            "gold_len": len(info["derivative"]),
+            "right": bool(row["scores"]) and float(row["scores"][0]) >= 1.0,
+        })
+    return rows
+
+
+def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """Row groups in print order: all, each type (sorted), random trees by gold length bucket."""
+    out: dict[str, list[dict[str, Any]]] = {"all": list(rows)}
+    for kind in sorted({r["type"] for r in rows}):
+        out[kind] = [r for r in rows if r["type"] == kind]
+    edges = [0, *sorted(buckets), math.inf]
+    trees = out.get(RANDOM_TREES, [])
+    for lo, hi in itertools.pairwise(edges):
+        label = f"{RANDOM_TREES}, gold {lo + 1}–{hi} chars" if hi != math.inf else f"{RANDOM_TREES}, gold > {lo} chars"
+        members = [r for r in trees if lo < r["gold_len"] <= hi]
+        if members:
+            out[label] = members
+    return out
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test p-value for `wins` against `losses` (ties dropped)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(first: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> tuple[int, int, float]:
+    """(rows only `other` solves, rows only `first` solves, sign-test p); the rows must match."""
+    a = {r["key"]: r["right"] for r in first}
+    b = {r["key"]: r["right"] for r in other}
+    if a.keys() != b.keys():
+        raise ValueError("the files score different rows; compare evaluations of the same test split")
+    only_b = sum(b[k] and not a[k] for k in a)
+    only_a = sum(a[k] and not b[k] for k in a)
+    return only_b, only_a, sign_test(only_b, only_a)
+
+
+def table(runs: dict[str, list[dict[str, Any]]], buckets: Sequence[int]) -> str:
+    """The markdown table of accuracies (and row counts) per group, one column per run."""
+    names = list(runs)
+    grouped = {name: groups(rows, buckets) for name, rows in runs.items()}
+    labels = list(grouped[names[0]])
+    lines = ["| | rows | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for label in labels:
+        size = len(grouped[names[0]][label])
+        cells = []
+        for name in names:
+            members = grouped[name].get(label, [])
+            cells.append(f"{100 * sum(r['right'] for r in members) / len(members):.1f}%" if members else "—")
+        lines.append(f"| {label} | {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("responses", nargs="+", help="responses.parquet files written by evaluate.py")
+    parser.add_argument("--names", nargs="+", help="column names (default: the files' folder names)")
+    parser.add_argument("--buckets", nargs="+", type=int, default=[20, 40, 60, 80],
+                        help="gold-length bucket edges in characters for the random trees")
+    args = parser.parse_args(argv)
+    names = args.names or [p.rstrip("/").split("/")[-2] if "/" in p else p for p in args.responses]
+    if len(names) != len(args.responses) or len(set(names)) != len(names):
+        parser.error("--names needs one distinct name per file")
+    runs = {name: load(path) for name, path in zip(names, args.responses)}
+    print(table(runs, args.buckets))
+    first = names[0]
+    for name in names[1:]:
+        only_b, only_a, p = paired(runs[first], runs[name])
+        trees = [r for r in runs[first] if r["type"] == RANDOM_TREES]
+        keys = {r["key"] for r in trees}
+        tb, ta, tp = paired(trees, [r for r in runs[name] if r["key"] in keys])
+        print(f"\n{name} vs {first}: only {name} solves {only_b}, only {first} solves {only_a} "
+              f"(sign test p = {p:.3g}); random trees {tb} vs {ta} (p = {tp:.3g})")
+
+
+if __name__ == "__main__":
+    main()

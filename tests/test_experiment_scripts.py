@@ -1,0 +1,72 @@
+"""experiments/smallest_model/breakdown.py on hand-made responses.parquet files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "smallest_model" / "breakdown.py"
+
+
+@pytest.fixture(scope="module")
+def breakdown():
+    spec = importlib.util.spec_from_file_location("breakdown", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write(path: Path, rows: list[tuple[str, str, float]]) -> str:
+    """A responses.parquet of (function_type, gold derivative, score) rows, as evaluate.py writes."""
+    table = pa.table({
+        "extra_info": [{"index": i, "function": f"f{i}", "derivative": gold, "function_type": kind}
+                       for i, (kind, gold, _) in enumerate(rows)],
+        "responses": [["\\boxed{...}"] for _ in rows],
+        "scores": [[score] for _, _, score in rows],
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return str(path)
+
+
+def test_sign_test_matches_the_exact_binomial(breakdown):
+    assert breakdown.sign_test(0, 0) == 1.0
+    assert breakdown.sign_test(6, 0) == pytest.approx(2 / 64)
+    assert breakdown.sign_test(0, 6) == pytest.approx(2 / 64)
+    assert breakdown.sign_test(16, 8) == pytest.approx(0.1516, abs=1e-4)
+    assert breakdown.sign_test(5, 5) == 1.0
+
+
+def test_table_and_paired_comparison(breakdown, tmp_path, capsys):
+    trees = "composite-complex"
+    a = write(tmp_path / "a" / "responses.parquet", [
+        ("polynomial", "2 x", 1.0), ("polynomial", "3", 0.1),
+        (trees, "x" * 10, 1.0), (trees, "x" * 50, 0.1), (trees, "x" * 90, 0.0),
+    ])
+    b = write(tmp_path / "b" / "responses.parquet", [
+        ("polynomial", "2 x", 1.0), ("polynomial", "3", 1.0),
+        (trees, "x" * 10, 0.1), (trees, "x" * 50, 1.0), (trees, "x" * 90, 1.0),
+    ])
+    breakdown.main([a, b, "--buckets", "20", "60"])
+    out = capsys.readouterr().out
+    assert "| all | 5 | 40.0% | 80.0% |" in out
+    assert "| polynomial | 2 | 50.0% | 100.0% |" in out
+    assert "| composite-complex | 3 | 33.3% | 66.7% |" in out
+    assert "| composite-complex, gold 1–20 chars | 1 | 100.0% | 0.0% |" in out
+    assert "| composite-complex, gold 21–60 chars | 1 | 0.0% | 100.0% |" in out
+    assert "| composite-complex, gold > 60 chars | 1 | 0.0% | 100.0% |" in out
+    # default names are the folders; b solves 3 rows a does not, a solves 1 that b does not
+    assert "b vs a: only b solves 3, only a solves 1 (sign test p = 0.625); random trees 2 vs 1 (p = 1)" in out
+
+
+def test_files_of_different_rows_are_refused(breakdown, tmp_path):
+    a = write(tmp_path / "a" / "responses.parquet", [("polynomial", "2 x", 1.0)])
+    b = write(tmp_path / "b" / "responses.parquet", [("polynomial", "2 x", 1.0), ("polynomial", "3", 1.0)])
+    with pytest.raises(ValueError, match="different rows"):
+        breakdown.main([a, b])
+    with pytest.raises(SystemExit):
+        breakdown.main([a, b, "--names", "same", "same"])
