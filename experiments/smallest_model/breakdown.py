@@ -16,6 +16,7 @@ import argparse
 import itertools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--buckets", nargs="+", type=int, default=[20, 40, 60, 80],
                         help="gold-length bucket edges in characters for the random trees")
     args = parser.parse_args(argv)
-    names = args.names or [p.rstrip("/").split("/")[-2] if "/" in p else p for p in args.responses]
+    names = args.names or [Path(p).parent.name or p for p in args.responses]
     if len(names) != len(args.responses) or len(set(names)) != len(names):
         parser.error("--names needs one distinct name per file")
     runs = {name: load(path) for name, path in zip(names, args.responses)}
@@ -103,9 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     first = names[0]
     for name in names[1:]:
         only_b, only_a, p = paired(runs[first], runs[name])
-        trees = [r for r in runs[first] if r["type"] == RANDOM_TREES]
-        keys = {r["key"] for r in trees}
-        tb, ta, tp = paired(trees, [r for r in runs[name] if r["key"] in keys])
+        tb, ta, tp = paired(*([r for r in runs[n] if r["type"] == RANDOM_TREES] for n in (first, name)))
         print(f"\n{name} vs {first}: only {name} solves {only_b}, only {first} solves {only_a} "
               f"(sign test p = {p:.3g}); random trees {tb} vs {ta} (p = {tp:.3g})")
 
