@@ -63,10 +63,11 @@ def test_table_and_paired_comparison(breakdown, tmp_path, capsys):
     assert "b vs a: only b solves 3, only a solves 1 (sign test p = 0.625); random trees 2 vs 1 (p = 1)" in out
 
 
-def test_files_of_different_rows_are_refused(breakdown, tmp_path):
+def test_files_of_different_rows_are_refused(breakdown, tmp_path, capsys):
     a = write(tmp_path / "a" / "responses.parquet", [("polynomial", "2 x", 1.0)])
     b = write(tmp_path / "b" / "responses.parquet", [("polynomial", "2 x", 1.0), ("polynomial", "3", 1.0)])
     with pytest.raises(ValueError, match="different rows"):
         breakdown.main([a, b])
+    assert capsys.readouterr().out == ""  # refused before any table is printed
     with pytest.raises(SystemExit):
         breakdown.main([a, b, "--names", "same", "same"])

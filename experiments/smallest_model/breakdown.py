@@ -100,13 +100,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(names) != len(args.responses) or len(set(names)) != len(names):
         parser.error("--names needs one distinct name per file")
     runs = {name: load(path) for name, path in zip(names, args.responses)}
-    print(table(runs, args.buckets))
     first = names[0]
+    comparisons = []  # computed before printing: files of different rows fail before any output
     for name in names[1:]:
         only_b, only_a, p = paired(runs[first], runs[name])
         tb, ta, tp = paired(*([r for r in runs[n] if r["type"] == RANDOM_TREES] for n in (first, name)))
-        print(f"\n{name} vs {first}: only {name} solves {only_b}, only {first} solves {only_a} "
-              f"(sign test p = {p:.3g}); random trees {tb} vs {ta} (p = {tp:.3g})")
+        comparisons.append(f"\n{name} vs {first}: only {name} solves {only_b}, only {first} solves {only_a} "
+                           f"(sign test p = {p:.3g}); random trees {tb} vs {ta} (p = {tp:.3g})")
+    print(table(runs, args.buckets))
+    for line in comparisons:
+        print(line)
 
 
 if __name__ == "__main__":
