@@ -16,13 +16,18 @@ import torch
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """What to sample. ``temperature == 0`` means greedy (top_p/top_k ignored)."""
+    """What to sample. ``temperature == 0`` means greedy (top_p/top_k ignored).
+
+    ``num_beams > 1`` (with ``temperature == 0``): deterministic beam search, the ``n`` best beams
+    per prompt by mean token log-probability (HF's default length penalty 1.0); HF engine only.
+    """
 
     max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0: off
     seed: int | None = None
+    num_beams: int = 1
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -33,6 +38,10 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.num_beams > 1 and self.temperature != 0:
+            raise ValueError("beam search is deterministic: num_beams > 1 needs temperature 0")
 
     @property
     def greedy(self) -> bool:

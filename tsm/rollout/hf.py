@@ -88,6 +88,8 @@ class HFEngine:
     ) -> Rollouts:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if sampling.num_beams > 1:
+            return self._beam_search(prompt_token_ids, n, sampling)
         flat = [(i, list(p)) for i, p in enumerate(prompt_token_ids) for _ in range(n)]
         gen = None
         if sampling.seed is not None:
@@ -130,6 +132,93 @@ class HFEngine:
             n=n,
             stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
         )
+
+    @torch.no_grad()
+    def _beam_search(self, prompt_token_ids: Sequence[Sequence[int]], n: int, sp: SamplingParams) -> Rollouts:
+        """The ``n`` best of ``sp.num_beams`` beams per prompt (``transformers``' beam search), with
+        per-token logprobs of the raw model distribution from one teacher-forced pass (the greedy
+        convention). Prompts go in batches of ``batch_size // num_beams``, longest first."""
+        from transformers import GenerationConfig
+
+        if n > sp.num_beams:
+            raise ValueError(f"beam search returns at most num_beams={sp.num_beams} beams, asked for n={n}")
+        gen_cfg = GenerationConfig(
+            num_beams=sp.num_beams, num_return_sequences=n, do_sample=False, max_new_tokens=sp.max_new_tokens,
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id, length_penalty=1.0,
+        )
+        device = self._device
+        prompts = [list(p) for p in prompt_token_ids]
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        per_call = max(1, self.batch_size // sp.num_beams)
+        results: dict[int, list[tuple[list[int], list[float], str]]] = {}
+        was_training = self.model.training
+        self.model.eval()
+        t0 = time.perf_counter()
+        try:
+            autocast = torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
+                                      enabled=self.autocast_dtype is not None)
+            with autocast:
+                for s in range(0, len(order), per_call):
+                    idx = order[s : s + per_call]
+                    batch = [prompts[i] for i in idx]
+                    L = max(len(p) for p in batch)
+                    input_ids = torch.full((len(batch), L), self.pad_id, dtype=torch.long, device=device)
+                    attn = torch.zeros((len(batch), L), dtype=torch.long, device=device)
+                    for b, p in enumerate(batch):
+                        input_ids[b, L - len(p) :] = torch.tensor(p, device=device)
+                        attn[b, L - len(p) :] = 1
+                    seqs = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=gen_cfg)
+                    completions = []
+                    for row in seqs[:, L:].tolist():  # prompt-major: n beams of prompt 0, then 1, ...
+                        ids, reason = [], "length"
+                        for t in row:
+                            ids.append(t)
+                            if t in self.eos_ids:
+                                reason = "stop"
+                                break
+                        completions.append((ids, reason))
+                    lps = self._teacher_forced([batch[k // n] for k in range(len(completions))],
+                                               [c[0] for c in completions])
+                    for j, i in enumerate(idx):
+                        results[i] = [(*completions[j * n + r][:1], lps[j * n + r], completions[j * n + r][1])
+                                      for r in range(n)]
+        finally:
+            self.model.train(was_training)
+        elapsed = time.perf_counter() - t0
+        out_ids = [results[i][r][0] for i in range(len(prompts)) for r in range(n)]
+        n_tok = sum(len(t) for t in out_ids)
+        return Rollouts(
+            prompt_index=[i for i in range(len(prompts)) for _ in range(n)],
+            token_ids=out_ids,
+            texts=self.tokenizer.batch_decode(out_ids, skip_special_tokens=True),
+            logprobs=[results[i][r][1] for i in range(len(prompts)) for r in range(n)],
+            finish_reasons=[results[i][r][2] for i in range(len(prompts)) for r in range(n)],
+            n=n,
+            stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
+        )
+
+    def _teacher_forced(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
+        """``log_softmax`` of the raw logits at each completion token, one left-padded forward pass."""
+        device = self._device
+        seqs = [p + c for p, c in zip(prompts, completions)]
+        L = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), L), self.pad_id, dtype=torch.long, device=device)
+        attn = torch.zeros((len(seqs), L), dtype=torch.long, device=device)
+        for b, s in enumerate(seqs):
+            input_ids[b, L - len(s) :] = torch.tensor(s, device=device)
+            attn[b, L - len(s) :] = 1
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
+        logp = torch.log_softmax(
+            self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids).logits.float(), -1)
+        out = []
+        for b, (p, c) in enumerate(zip(prompts, completions)):
+            if not c:
+                out.append([])
+                continue
+            start = L - len(c)  # completion token k sits at column start + k, predicted at column - 1
+            pos = torch.arange(start - 1, L - 1, device=device)
+            out.append(logp[b, pos, torch.tensor(c, device=device)].tolist())
+        return out
 
     @property
     def _device(self) -> torch.device:

@@ -185,6 +185,8 @@ class VLLMEngine:
     ) -> Rollouts:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if sampling.num_beams > 1:
+            raise ValueError("num_beams > 1: beam search runs on the HF engine (rollout=hf), not vLLM")
         llm = self._live()
         from vllm.inputs import TokensPrompt
 
