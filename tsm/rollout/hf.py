@@ -33,6 +33,17 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch
     return logits
 
 
+def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, L]`` token ids and attention mask, left-padded so every row's next token sits at column L."""
+    L = max(len(x) for x in seqs)
+    input_ids = torch.full((len(seqs), L), pad_id, dtype=torch.long, device=device)
+    attn = torch.zeros((len(seqs), L), dtype=torch.long, device=device)
+    for b, x in enumerate(seqs):
+        input_ids[b, L - len(x) :] = torch.tensor(list(x), device=device)
+        attn[b, L - len(x) :] = 1
+    return input_ids, attn
+
+
 def autocast_dtype_for(precision: object) -> torch.dtype | None:
     """Decode in bf16 when training runs in bf16 (``trainer.precision=bf16-mixed``/``bf16-true``)."""
     return torch.bfloat16 if str(precision).startswith("bf16") else None
@@ -161,12 +172,8 @@ class HFEngine:
                 for s in range(0, len(order), per_call):
                     idx = order[s : s + per_call]
                     batch = [prompts[i] for i in idx]
-                    L = max(len(p) for p in batch)
-                    input_ids = torch.full((len(batch), L), self.pad_id, dtype=torch.long, device=device)
-                    attn = torch.zeros((len(batch), L), dtype=torch.long, device=device)
-                    for b, p in enumerate(batch):
-                        input_ids[b, L - len(p) :] = torch.tensor(p, device=device)
-                        attn[b, L - len(p) :] = 1
+                    input_ids, attn = _left_pad(batch, self.pad_id, device)
+                    L = input_ids.shape[1]
                     seqs = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=gen_cfg)
                     completions = []
                     for row in seqs[:, L:].tolist():  # prompt-major: n beams of prompt 0, then 1, ...
@@ -200,13 +207,8 @@ class HFEngine:
     def _teacher_forced(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
         """``log_softmax`` of the raw logits at each completion token, one left-padded forward pass."""
         device = self._device
-        seqs = [p + c for p, c in zip(prompts, completions)]
-        L = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), L), self.pad_id, dtype=torch.long, device=device)
-        attn = torch.zeros((len(seqs), L), dtype=torch.long, device=device)
-        for b, s in enumerate(seqs):
-            input_ids[b, L - len(s) :] = torch.tensor(s, device=device)
-            attn[b, L - len(s) :] = 1
+        input_ids, attn = _left_pad([p + c for p, c in zip(prompts, completions)], self.pad_id, device)
+        L = input_ids.shape[1]
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
         logp = torch.log_softmax(
             self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids).logits.float(), -1)
@@ -226,12 +228,8 @@ class HFEngine:
 
     def _generate_batch(self, prompts: list[list[int]], sp: SamplingParams, gen):
         device = self._device
-        B, L = len(prompts), max(len(p) for p in prompts)
-        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long, device=device)
-        attn = torch.zeros((B, L), dtype=torch.long, device=device)
-        for b, p in enumerate(prompts):  # left padding: every row's next token sits at column L
-            input_ids[b, L - len(p) :] = torch.tensor(p, device=device)
-            attn[b, L - len(p) :] = 1
+        input_ids, attn = _left_pad(prompts, self.pad_id, device)
+        B = input_ids.shape[0]
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
         # logits_to_keep=1: the prompt's other positions need no vocabulary projection
         out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids,
