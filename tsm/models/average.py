@@ -74,8 +74,9 @@ def average_checkpoints(checkpoints: Sequence[str], out: str | Path) -> Path:
     state_dicts = [model.state_dict()]
     for c in checkpoints[1:]:
         other, other_tok = load_checkpoint(str(c))
-        if _arch(other) != arch:
-            diff = sorted(k for k in arch.keys() | _arch(other).keys() if arch.get(k) != _arch(other).get(k))
+        other_arch = _arch(other)
+        if other_arch != arch:
+            diff = sorted(k for k in arch.keys() | other_arch.keys() if arch.get(k) != other_arch.get(k))
             raise ValueError(f"{c} has a different architecture than {checkpoints[0]} ({diff})")
         if other_tok.get_vocab() != vocab:
             raise ValueError(f"{c} has a different tokenizer than {checkpoints[0]}")

@@ -44,6 +44,14 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) 
     return input_ids, attn
 
 
+def _cut_at_eos(row: Sequence[int], eos_ids: set[int]) -> tuple[int, str]:
+    """How many tokens of ``row`` a completion keeps (through the first EOS), and its finish reason."""
+    for k, t in enumerate(row):
+        if t in eos_ids:
+            return k + 1, "stop"
+    return len(row), "length"
+
+
 def autocast_dtype_for(precision: object) -> torch.dtype | None:
     """Decode in bf16 when training runs in bf16 (``trainer.precision=bf16-mixed``/``bf16-true``)."""
     return torch.bfloat16 if str(precision).startswith("bf16") else None
@@ -115,11 +123,7 @@ class HFEngine:
             # longest prompts first: batches of similar length waste less padding
             order = sorted(range(len(flat)), key=lambda k: -len(flat[k][1]))
             results: dict[int, tuple[list[int], list[float], str]] = {}
-            autocast = torch.autocast(
-                self._device.type, dtype=self.autocast_dtype or torch.float32,
-                enabled=self.autocast_dtype is not None,
-            )
-            with autocast:
+            with self._autocast():
                 for s in range(0, len(order), self.batch_size):
                     idx = order[s : s + self.batch_size]
                     for k, res in zip(idx, self._generate_batch([flat[k][1] for k in idx], sampling, gen)):
@@ -131,18 +135,25 @@ class HFEngine:
                 reasons.append(reason)
         finally:
             self.model.train(was_training)
-        elapsed = time.perf_counter() - t0
-        texts = self.tokenizer.batch_decode(out_ids, skip_special_tokens=True)
-        n_tok = sum(len(t) for t in out_ids)
+        return self._pack([i for i, _ in flat], out_ids, out_lps, reasons, n, time.perf_counter() - t0)
+
+    def _pack(self, prompt_index: list[int], token_ids: list[list[int]], logprobs: list[list[float]],
+              reasons: list[str], n: int, elapsed: float) -> Rollouts:
+        n_tok = sum(len(t) for t in token_ids)
         return Rollouts(
-            prompt_index=[i for i, _ in flat],
-            token_ids=out_ids,
-            texts=texts,
-            logprobs=out_lps,
+            prompt_index=prompt_index,
+            token_ids=token_ids,
+            texts=self.tokenizer.batch_decode(token_ids, skip_special_tokens=True),
+            logprobs=logprobs,
             finish_reasons=reasons,
             n=n,
             stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
         )
+
+    def _autocast(self):
+        """bf16 autocast when ``autocast_dtype`` is set, else a no-op context."""
+        return torch.autocast(self._device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
 
     @torch.no_grad()
     def _beam_search(self, prompt_token_ids: Sequence[Sequence[int]], n: int, sp: SamplingParams) -> Rollouts:
@@ -161,48 +172,31 @@ class HFEngine:
         prompts = [list(p) for p in prompt_token_ids]
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         per_call = max(1, self.batch_size // sp.num_beams)
-        results: dict[int, list[tuple[list[int], list[float], str]]] = {}
+        # flat slot i * n + r: beam r of prompt i (generate returns each prompt's beams together)
+        out_ids: list[list[int]] = [[] for _ in range(len(prompts) * n)]
+        out_lps: list[list[float]] = [[] for _ in range(len(prompts) * n)]
+        reasons: list[str] = [""] * (len(prompts) * n)
         was_training = self.model.training
         self.model.eval()
         t0 = time.perf_counter()
         try:
-            autocast = torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
-                                      enabled=self.autocast_dtype is not None)
-            with autocast:
+            with self._autocast():
                 for s in range(0, len(order), per_call):
                     idx = order[s : s + per_call]
                     batch = [prompts[i] for i in idx]
                     input_ids, attn = _left_pad(batch, self.pad_id, device)
-                    L = input_ids.shape[1]
                     seqs = self.model.generate(input_ids=input_ids, attention_mask=attn, generation_config=gen_cfg)
-                    completions = []
-                    for row in seqs[:, L:].tolist():  # prompt-major: n beams of prompt 0, then 1, ...
-                        ids, reason = [], "length"
-                        for t in row:
-                            ids.append(t)
-                            if t in self.eos_ids:
-                                reason = "stop"
-                                break
-                        completions.append((ids, reason))
-                    lps = self._teacher_forced([batch[k // n] for k in range(len(completions))],
-                                               [c[0] for c in completions])
-                    for j, i in enumerate(idx):
-                        results[i] = [(*completions[j * n + r][:1], lps[j * n + r], completions[j * n + r][1])
-                                      for r in range(n)]
+                    slots = [i * n + r for i in idx for r in range(n)]
+                    for slot, row in zip(slots, seqs[:, input_ids.shape[1] :].tolist()):
+                        keep, reasons[slot] = _cut_at_eos(row, self.eos_ids)
+                        out_ids[slot] = row[:keep]
+                    lps = self._teacher_forced([prompts[slot // n] for slot in slots], [out_ids[k] for k in slots])
+                    for slot, lp in zip(slots, lps):
+                        out_lps[slot] = lp
         finally:
             self.model.train(was_training)
-        elapsed = time.perf_counter() - t0
-        out_ids = [results[i][r][0] for i in range(len(prompts)) for r in range(n)]
-        n_tok = sum(len(t) for t in out_ids)
-        return Rollouts(
-            prompt_index=[i for i in range(len(prompts)) for _ in range(n)],
-            token_ids=out_ids,
-            texts=self.tokenizer.batch_decode(out_ids, skip_special_tokens=True),
-            logprobs=[results[i][r][1] for i in range(len(prompts)) for r in range(n)],
-            finish_reasons=[results[i][r][2] for i in range(len(prompts)) for r in range(n)],
-            n=n,
-            stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
-        )
+        return self._pack([i for i in range(len(prompts)) for _ in range(n)], out_ids, out_lps, reasons, n,
+                          time.perf_counter() - t0)
 
     def _teacher_forced(self, prompts: list[list[int]], completions: list[list[int]]) -> list[list[float]]:
         """``log_softmax`` of the raw logits at each completion token, one left-padded forward pass."""
@@ -266,13 +260,6 @@ class HFEngine:
         lp_mat = torch.stack(lps, 1).tolist()
         results = []
         for b in range(B):
-            ids, lp = [], []
-            reason = "length"
-            for t, l in zip(tok_mat[b], lp_mat[b]):
-                ids.append(t)
-                lp.append(l)
-                if t in self.eos_ids:
-                    reason = "stop"
-                    break
-            results.append((ids, lp, reason))
+            keep, reason = _cut_at_eos(tok_mat[b], self.eos_ids)
+            results.append((tok_mat[b][:keep], lp_mat[b][:keep], reason))
         return results
