@@ -1,0 +1,294 @@
+"""Fresh functions every step: an SFT training stream that never repeats a function.
+
+Instead of passes over a built train split, each optimizer step draws new functions from the
+generator (:func:`tsm.data.build.generate_candidate`):
+
+* **Determinism.** Step ``s`` looks at candidates ``s * SPACE + j`` (``j = 0, 1, ...``) of the
+  stream's seed, in order, and keeps the first valid ones whose function is in no excluded test
+  set and was not already kept by an earlier step; so what a step trains on is a function of
+  (config, seed, step) alone, whatever the number of DataLoader workers, and a resumed run sees the
+  batches an uninterrupted one would. Workers generate steps round-robin (worker ``w`` of ``W``
+  takes steps ``start + w, start + w + W, ...``; the DataLoader hands them back in step order),
+  each keeping ``ceil(batch_size * oversample)`` candidates; the main process then drops the ones
+  an earlier step already used (the cross-step dedup: a set of 64-bit digests of the canonical
+  key, saved in the checkpoint through the data module's ``state_dict``) and, in the rare case
+  that too few are left, continues the step's own candidate sequence inline.
+* **Exclusion.** Every function of the registered test splits (``data``'s own test split and
+  each entry of ``stream.exclude``: data configs or parquet paths, as ``data.exclude``) is
+  skipped, by the same sympy-form rule as the dataset builder.
+* **Ranks.** Every rank computes the whole global batch (the dedup needs every key) and trains
+  on its slice ``[rank::world_size]`` of the batch sorted by length, so ranks see disjoint rows
+  of similar cost.
+* **Mixture.** ``simplicity`` (share of templates) may follow a schedule: ``schedule`` is a list
+  of ``[step, simplicity]`` points, linearly interpolated, constant outside (rounded to 0.01).
+
+The stream has no epochs (the DataLoader has no length); training stops at ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from tsm.data.build import DatasetSpec, excluded_functions, generate_candidate
+from tsm.data.datamodule import SFTDataModule, collate
+from tsm.data.sft import SFTExample, encode_example
+
+SPACE = 1 << 24  # candidate indices reserved per step
+
+
+def key_digest(key: str) -> int:
+    """A 63-bit integer digest of a function's canonical key (what the cross-step dedup stores)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
+
+
+@dataclass
+class StreamConfig:
+    """Knobs of the fresh-function stream (``sft.data_module.stream``)."""
+
+    seed: int = 1000  # the stream's own seed (a build with the same seed draws the same candidates)
+    simplicity: float | None = None  # null: data.simplicity
+    schedule: list = field(default_factory=list)  # [[step, simplicity], ...], linear in between
+    workers: int = 1  # DataLoader worker processes generating steps (0: inline)
+    prefetch_steps: int = 4  # steps each worker keeps ready
+    oversample: float = 1.25  # candidates kept per step, as a multiple of batch_size (cross-step dedup)
+    exclude: list = field(default_factory=list)  # registered test sets: data configs or parquet paths
+
+    def __post_init__(self) -> None:
+        def fail(knob: str, why: str) -> None:
+            raise ValueError(f"stream.{knob}={getattr(self, knob)!r}: {why}")
+
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            fail("seed", "must be a non-negative integer")
+        if self.simplicity is not None and not 0.0 <= float(self.simplicity) <= 1.0:
+            fail("simplicity", "must be a probability in [0, 1] or null")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            fail("workers", "must be an integer >= 0")
+        if not isinstance(self.prefetch_steps, int) or self.prefetch_steps < 1:
+            fail("prefetch_steps", "must be an integer >= 1")
+        if not float(self.oversample) >= 1.0:
+            fail("oversample", "must be >= 1")
+        points = [tuple(p) for p in (self.schedule or [])]
+        for p in points:
+            if len(p) != 2 or int(p[0]) < 0 or not 0.0 <= float(p[1]) <= 1.0:
+                fail("schedule", "entries must be [step >= 0, simplicity in [0, 1]]")
+        if [p[0] for p in points] != sorted(p[0] for p in points):
+            fail("schedule", "steps must increase")
+        self.schedule = [(int(a), float(b)) for a, b in points]
+        self.exclude = list(self.exclude or [])
+
+    def simplicity_at(self, step: int, default: float) -> float:
+        base = default if self.simplicity is None else float(self.simplicity)
+        pts = self.schedule
+        if not pts:
+            return base
+        if step <= pts[0][0]:
+            value = pts[0][1]
+        elif step >= pts[-1][0]:
+            value = pts[-1][1]
+        else:
+            for (s0, v0), (s1, v1) in zip(pts, pts[1:]):
+                if s0 <= step <= s1:
+                    value = v0 + (v1 - v0) * (step - s0) / max(1, s1 - s0)
+                    break
+        return round(value, 2)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    digest: int
+    example: SFTExample
+    function_type: str
+
+
+class StepGenerator:
+    """The pure part: step ``s`` -> its candidates, in candidate-index order."""
+
+    def __init__(self, spec: DatasetSpec, cfg: StreamConfig, tokenizer, max_length: int,
+                 excluded: frozenset[str], keep: int):
+        self.spec, self.cfg, self.tokenizer = spec, cfg, tokenizer
+        self.max_length, self.excluded, self.keep = max_length, excluded, keep
+
+    def task_args(self, step: int) -> tuple:
+        s = self.spec
+        return (self.cfg.simplicity_at(step, s.simplicity), s.max_coefficient, s.max_power,
+                s.max_depth, s.max_length, s.variations, s.simplify, self.cfg.seed)
+
+    def candidates(self, step: int, start: int = 0, skip: set[int] | frozenset[int] = frozenset(),
+                   n: int | None = None) -> tuple[list[Candidate], int]:
+        """Up to ``n`` (default ``keep``) usable candidates of ``step`` from index ``start`` on,
+        none in ``skip`` nor repeated; returns them and the next unread index."""
+        from tsm.data.derivation import answer_only
+
+        want = self.keep if n is None else n
+        args = self.task_args(step)
+        out: list[Candidate] = []
+        seen = set(skip)
+        j = start
+        while len(out) < want:
+            if j >= SPACE:
+                raise RuntimeError(f"step {step}: {SPACE} candidates gave only {len(out)} usable functions")
+            status, value = generate_candidate((args, step * SPACE + j))
+            j += 1
+            if status != "ok" or value["function_sympy"] in self.excluded:
+                continue
+            digest = key_digest(value["key"])
+            if digest in seen:
+                continue
+            example = encode_example(self.tokenizer, value["messages"], answer_only(value["derivative"]))
+            if len(example.input_ids) > self.max_length:
+                continue
+            seen.add(digest)
+            out.append(Candidate(digest, example, value["function_type"]))
+        return out, j
+
+
+class _StepCandidates(IterableDataset):
+    """Runs in DataLoader workers: yields (step, candidates, next index) round-robin by step."""
+
+    def __init__(self, generator: StepGenerator, start_step: int):
+        self.generator, self.start_step = generator, start_step
+
+    def __iter__(self) -> Iterator[tuple[int, list[Candidate], int]]:
+        info = get_worker_info()
+        w, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self.start_step + w
+        while True:
+            cands, nxt = self.generator.candidates(step)
+            yield step, cands, nxt
+            step += n
+
+
+class FreshStream(IterableDataset):
+    """Main process: the cross-step dedup, the rank's slice, micro-batch collation.
+
+    ``seen`` (digests of every function used so far) and ``used`` (step -> its digests, for the
+    checkpoint) belong to the data module, so a checkpoint saves exactly the steps trained on.
+    """
+
+    def __init__(self, generator: StepGenerator, batch_size: int, micro_batch_size: int, pad_id: int,
+                 start_step: int, seen: set[int], used: dict[int, list[int]], workers: int,
+                 prefetch_steps: int, rank: int = 0, world_size: int = 1):
+        if batch_size % (micro_batch_size * world_size):
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of micro_batch_size "
+                             f"({micro_batch_size}) x devices ({world_size})")
+        self.generator, self.batch_size, self.micro_batch_size = generator, batch_size, micro_batch_size
+        self.pad_id, self.start_step, self.seen, self.used = pad_id, start_step, seen, used
+        self.workers, self.prefetch_steps = workers, prefetch_steps
+        self.rank, self.world_size = rank, world_size
+
+    def steps(self) -> Iterator[tuple[int, list[Candidate]]]:
+        """(step, the global batch's candidates) in step order, after the cross-step dedup."""
+        inner = _StepCandidates(self.generator, self.start_step)
+        kwargs: dict[str, Any] = {}
+        if self.workers > 0:
+            kwargs = {"prefetch_factor": self.prefetch_steps, "persistent_workers": False}
+        loader = DataLoader(inner, batch_size=None, num_workers=self.workers,
+                            collate_fn=lambda x: x, **kwargs)
+        for step, cands, nxt in loader:
+            fresh = [c for c in cands if c.digest not in self.seen]
+            if len(fresh) < self.batch_size:  # rare: continue the step's own candidate sequence
+                more, _ = self.generator.candidates(
+                    step, start=nxt, skip=self.seen | {c.digest for c in fresh},
+                    n=self.batch_size - len(fresh))
+                fresh += more
+            batch = fresh[: self.batch_size]
+            digests = [c.digest for c in batch]
+            self.seen.update(digests)
+            self.used[step] = digests
+            yield step, batch
+
+    def __iter__(self) -> Iterator[list[dict[str, torch.Tensor]]]:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        mbs = self.micro_batch_size
+        for _, batch in self.steps():
+            ordered = sorted(batch, key=lambda c: len(c.example.input_ids))
+            mine = [c.example for c in ordered[self.rank :: self.world_size]]
+            yield [collate(mine[i : i + mbs], self.pad_id) for i in range(0, len(mine), mbs)]
+
+
+def _as_exclude_entry(entry: Any) -> Any:
+    if isinstance(entry, DatasetSpec):
+        return dataclasses.asdict(entry)
+    if isinstance(entry, Mapping):
+        return {str(k): v for k, v in entry.items()}
+    return str(entry)
+
+
+class StreamingSFTDataModule(SFTDataModule):
+    """``SFTDataModule`` whose training batches come from :class:`FreshStream`.
+
+    ``dataset`` (``data``) gives the generation knobs (max_length, max_depth, variations, ...), the
+    validation rows (its test split) and, with ``stream.exclude``, the test sets kept out.
+    Only ``sft_target=answer`` is streamed.
+    """
+
+    def __init__(self, dataset: Any, stream: Mapping[str, Any] | StreamConfig | None = None, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        if self.sft_target != "answer":
+            raise ValueError("the fresh-function stream trains answer targets only (sft_target=answer)")
+        if self.curriculum.active:
+            raise ValueError("curriculum and the fresh-function stream do not combine; use stream.schedule")
+        self.stream_cfg = stream if isinstance(stream, StreamConfig) else StreamConfig(**dict(stream or {}))
+        self.seen: set[int] = set()
+        self.used: dict[int, list[int]] = {}
+        self._excluded: frozenset[str] | None = None
+        self.last_stream: FreshStream | None = None
+
+    def excluded(self) -> frozenset[str]:
+        """Sympy forms of every function of ``data``'s test split and of ``stream.exclude``'s sets."""
+        if self._excluded is None:
+            spec = dataclasses.replace(self.dataset, exclude=[
+                _as_exclude_entry(self.dataset), *self.dataset.exclude,
+                *(_as_exclude_entry(e) for e in self.stream_cfg.exclude)])
+            self._excluded = frozenset(excluded_functions(spec))
+        return self._excluded
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        self.excluded()
+
+    def generator(self) -> StepGenerator:
+        keep = math.ceil(self.batch_size * float(self.stream_cfg.oversample))
+        return StepGenerator(self.dataset, self.stream_cfg, self.tokenizer, self.max_length, self.excluded(), keep)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        step = self.trainer.global_step if self.trainer is not None else 0
+        # what steps >= `step` added (a prefetched step that was never trained on) is forgotten
+        for s in [s for s in self.used if s >= step]:
+            self.seen.difference_update(self.used.pop(s))
+        self.last_stream = FreshStream(
+            self.generator(), self.batch_size, self.micro_batch_size, self.pad_id, step, self.seen,
+            self.used, self.stream_cfg.workers, self.stream_cfg.prefetch_steps, rank, world)
+        return DataLoader(self.last_stream, batch_size=None, num_workers=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The digests of the steps already trained on (the trainer's global step counts them)."""
+        done = self.trainer.global_step if self.trainer is not None else len(self.used)
+        steps = sorted(s for s in self.used if s < done)
+        return {"stream_steps": np.asarray(steps, dtype=np.int64),
+                "stream_digests": [np.asarray(self.used[s], dtype=np.int64) for s in steps]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.used = {int(s): [int(d) for d in ds] for s, ds in
+                     zip(state.get("stream_steps", []), state.get("stream_digests", []))}
+        self.seen = {d for ds in self.used.values() for d in ds}
+
+
+def simplicity_schedule(points: Sequence[Sequence[float]]) -> list[tuple[int, float]]:
+    """Validated ``[[step, simplicity], ...]`` (what ``stream.schedule`` holds)."""
+    return StreamConfig(schedule=list(points)).schedule
+
+
+__all__ = ["Candidate", "FreshStream", "SPACE", "StepGenerator", "StreamConfig", "StreamingSFTDataModule",
+           "key_digest", "simplicity_schedule"]
