@@ -35,7 +35,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -108,6 +107,7 @@ class Candidate:
     digest: int
     example: SFTExample
     function_type: str
+    function_sympy: str  # the function (plain sympy form), what the exclusion rule compares
 
 
 class StepGenerator:
@@ -148,7 +148,7 @@ class StepGenerator:
             if len(example.input_ids) > self.max_length:
                 continue
             seen.add(digest)
-            out.append(Candidate(digest, example, value["function_type"]))
+            out.append(Candidate(digest, example, value["function_type"], value["function_sympy"]))
         return out, j
 
 
@@ -276,12 +276,19 @@ class StreamingSFTDataModule(SFTDataModule):
         """The digests of the steps already trained on (the trainer's global step counts them)."""
         done = self.trainer.global_step if self.trainer is not None else len(self.used)
         steps = sorted(s for s in self.used if s < done)
-        return {"stream_steps": np.asarray(steps, dtype=np.int64),
-                "stream_digests": [np.asarray(self.used[s], dtype=np.int64) for s in steps]}
+        return {"stream_steps": torch.tensor(steps, dtype=torch.int64),
+                "stream_counts": torch.tensor([len(self.used[s]) for s in steps], dtype=torch.int64),
+                "stream_digests": torch.tensor([d for s in steps for d in self.used[s]], dtype=torch.int64)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.used = {int(s): [int(d) for d in ds] for s, ds in
-                     zip(state.get("stream_steps", []), state.get("stream_digests", []))}
+        steps = [int(s) for s in state.get("stream_steps", [])]
+        counts = [int(c) for c in state.get("stream_counts", [])]
+        flat = [int(d) for d in state.get("stream_digests", [])]
+        if len(steps) != len(counts) or sum(counts) != len(flat):
+            raise ValueError("the checkpoint's stream state is inconsistent (steps, counts, digests)")
+        self.used, at = {}, 0
+        for s, c in zip(steps, counts):
+            self.used[s], at = flat[at : at + c], at + c
         self.seen = {d for ds in self.used.values() for d in ds}
 
 
