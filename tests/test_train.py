@@ -94,6 +94,69 @@ def test_resume_from_ckpt_matches_uninterrupted_run(tmp_path, data_dir):
     assert steps and min(steps) >= 3  # the resumed run continued the step count
 
 
+@pytest.mark.parametrize("save_at", [31, 36])
+def test_resume_across_the_epoch_end_matches_uninterrupted_run(tmp_path, data_dir, save_at):
+    """256 rows / batch 8 = 32 steps an epoch: a run resumed at step 31 (just before the first
+    epoch's end) or 36 (4 steps into the second) must log every later step's loss exactly as the
+    uninterrupted run, through the next epoch boundary (step 64) and beyond (the old data module
+    ended a resumed later epoch early: it skipped the steps already taken and so did Lightning)."""
+    from tsm.pipeline import run
+
+    common = ["evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
+              "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
+              "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8",
+              "sft.max_steps=68", "model.arch.num_layers=1", "model.arch.hidden_size=32",
+              "model.arch.intermediate_size=64", "model.arch.num_heads=2"]
+    full = tiny_cfg(tmp_path / "full", data_dir, *common, f"sft.save_every_n_steps={save_at}")
+    run(full)
+    ckpt = Path(full.paths.output_dir) / "sft" / "checkpoints" / f"step{save_at}.ckpt"
+    resumed = tiny_cfg(tmp_path / "resumed", data_dir, *common, f"ckpt_path={ckpt}")
+    run(resumed)
+
+    def losses(cfg):
+        rows = csv_metrics(Path(cfg.paths.output_dir))
+        return {int(float(r["step"])): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+    a, b = losses(full), losses(resumed)
+    assert sorted(b) == list(range(save_at, 68))
+    assert all(abs(a[s] - b[s]) < 1e-5 for s in b), {s: (a[s], b[s]) for s in b if abs(a[s] - b[s]) >= 1e-5}
+
+
+STREAM = ["sft.data_module._target_=tsm.data.stream.StreamingSFTDataModule",
+          "+sft.data_module.stream={seed: 7, workers: 1, simplicity: 0.3}"]
+
+
+def test_streaming_run_resumes_exactly(tmp_path, data_dir):
+    """The fresh-function stream: a run resumed from a mid-run checkpoint logs the same losses and
+    ends on the same weights as an uninterrupted one (the stream restarts at the checkpoint's step
+    and its dedup state comes from the checkpoint)."""
+    from tsm.models import load_checkpoint
+    from tsm.pipeline import run
+
+    common = [*STREAM, "evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
+              "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
+              "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8"]
+    full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.max_steps=6", "sft.save_every_n_steps=3")
+    run(full)
+    ckpt = Path(full.paths.output_dir) / "sft" / "checkpoints" / "step3.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    dm_state = next(v for k, v in state.items() if k.endswith("StreamingSFTDataModule"))
+    assert dm_state["stream_steps"].tolist() == [0, 1, 2] and len(dm_state["stream_digests"]) == 24
+    resumed = tiny_cfg(tmp_path / "resumed", data_dir, *common, "sft.max_steps=6", f"ckpt_path={ckpt}")
+    run(resumed)
+    a, _ = load_checkpoint(str(Path(full.paths.output_dir) / "sft" / "hf"))
+    b, _ = load_checkpoint(str(Path(resumed.paths.output_dir) / "sft" / "hf"))
+    assert torch.allclose(params(a), params(b), atol=1e-6)
+
+    def losses(cfg):
+        rows = csv_metrics(Path(cfg.paths.output_dir))
+        return {int(float(r["step"])): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+    after = losses(resumed)
+    assert sorted(after) == [3, 4, 5]
+    assert all(abs(after[s] - losses(full)[s]) < 1e-5 for s in after)
+
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     from tsm.models.loading import ModelSpec
@@ -116,7 +179,11 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
             assert instantiate(cfg.rollout).func.__name__ in ("HFEngine", "VLLMEngine")
         trainer = instantiate(cfg.trainer, max_steps=stage_cfg.max_steps, logger=False)
         assert trainer.max_steps == stage_cfg.max_steps
-    first_line = (ROOT / "conf" / "experiment" / f"{experiment}.yaml").read_text().splitlines()[0]
+    text = (ROOT / "conf" / "experiment" / f"{experiment}.yaml").read_text()
+    # a recipe reproduces its result from a fresh clone: it never reads another run's folder
+    assert "outputs/" not in text, f"{experiment} reads an outputs/ path; use init_from=<HF folder | shipped model>"
+    assert cfg.get("init_from") is None or "outputs" not in str(cfg.init_from)
+    first_line = text.splitlines()[0]
     assert first_line == "# @package _global_"
     second = (ROOT / "conf" / "experiment" / f"{experiment}.yaml").read_text().splitlines()[1]
     assert second.startswith("# python train.py experiment=" + experiment)
@@ -148,7 +215,7 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
 
 def test_evaluate_data_scores_another_test_split(tmp_path, data_dir, monkeypatch):
     """evaluate.data: a run trained on one mix is scored on another config's test split
-    (smallest_tiny5m_fresh trains on fresh functions, is scored on the fixed smallest split)."""
+    (a run trained on fresh functions is scored on a fixed test split)."""
     import pyarrow.parquet as pq
 
     import tsm.evaluation

@@ -54,6 +54,10 @@ def summarize(
         "parse_rate": sum(s.reason in _PARSED for s in flat) / len(flat),
         "timeouts": float(sum(s.reason == "timeout" for s in flat)),
     }
+    from tsm.stats import wilson_interval
+
+    m["accuracy@1/ci95_low"], m["accuracy@1/ci95_high"] = wilson_interval(
+        sum(bool(g[0].correct) for g in scores), n_prompts)
     if response_tokens is not None:
         lens = [t for group in response_tokens for t in group]
         m["response_tokens/mean"] = sum(lens) / max(1, len(lens))
@@ -184,6 +188,11 @@ def format_table(metrics: dict[str, float], title: str | None = None) -> str:
         v = metrics[key]
         text = (f"{100 * v:.1f}%" if kind == "pct" else f"{int(v)} " if kind == "int"
                 else f"{v:.1f} " if kind == "tokens" else f"{v:.3f} ")
+        if key == "accuracy@1" and "accuracy@1/ci95_low" in metrics:
+            text += (f"  95% interval [{100 * metrics['accuracy@1/ci95_low']:.1f}, "
+                     f"{100 * metrics['accuracy@1/ci95_high']:.1f}] on {int(metrics['n_prompts'])} rows")
+            lines.append(f"  {key:<{width}} {text}")
+            continue
         lines.append(f"  {key:<{width}} {text:>8}")
     types = sorted(key.split("/", 1)[1] for key in metrics if key.startswith("accuracy/"))
     if types:  # the % column lines up with the one above
@@ -342,6 +351,11 @@ def run_evaluation(cfg) -> dict[str, float]:
             else:
                 result = _generate(cfg, rows, gts, types, reward)
         metrics = result.metrics
+        if not cfg.responses:  # which decoding gave this Accuracy@1: greedy or Diff-TSM's sampling
+            s = cfg.sampling
+            metrics["decoding"] = ("greedy" if s.temperature == 0 and s.get("num_beams", 1) <= 1 else
+                                   f"beam search ({s.num_beams} beams)" if s.temperature == 0 else
+                                   f"sampling T={s.temperature} top_p={s.top_p} top_k={s.top_k}")
         table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc}
                                       for r, resp, sc in zip(rows, result.responses, result.scores)])
         write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))

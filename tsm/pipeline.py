@@ -42,9 +42,11 @@ def print_config_tree(cfg: DictConfig, save_dir: Path | None = None) -> str:
 
 
 def load_policy(cfg: DictConfig, init_from: str | Path | None = None):
+    """The model a run starts from: ``init_from`` (an HF folder, a shipped model's name such as
+    ``tsm-diff-5m``, a hub id) when given, else ``cfg.model`` (random init for scratch models)."""
     from tsm.models import load_checkpoint, load_model_and_tokenizer
 
-    if init_from is not None:
+    if init_from:
         log.info("Loading weights from %s", init_from)
         return load_checkpoint(str(init_from))
     log.info("Instantiating model <%s>", cfg.model.get("name", cfg.model._target_))
@@ -74,9 +76,11 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
         function_types=[r["extra_info"]["function_type"] for r in rows],
     )
     m = result.metrics
+    m["decoding"] = "greedy"
     log.info(
-        "[%s] test Accuracy@1 = %.1f%% on %d rows (boxed %.0f%%, %.0f s)",
-        tag, 100 * m["accuracy@1"], len(rows), 100 * m["boxed_rate"], time.perf_counter() - t0,
+        "[%s] test Accuracy@1 (greedy) = %.2f%%, 95%% interval [%.1f, %.1f], on %d rows (boxed %.0f%%, %.0f s)",
+        tag, 100 * m["accuracy@1"], 100 * m["accuracy@1/ci95_low"], 100 * m["accuracy@1/ci95_high"],
+        len(rows), 100 * m["boxed_rate"], time.perf_counter() - t0,
     )
     if result.responses:
         log.info("[%s] sample response: %r", tag, result.responses[0][0][:200])
@@ -175,7 +179,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {sorted(STAGE_RUNNERS)}")
     reward = instantiate(cfg.reward)
-    model, tokenizer = load_policy(cfg)
+    model, tokenizer = load_policy(cfg, cfg.get("init_from"))
     metrics: dict[str, Any] = {"output_dir": str(out),
                                "model/parameters": sum(p.numel() for p in model.parameters())}
     t_start = time.perf_counter()
@@ -202,7 +206,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if "before" in metrics and "after" in metrics:
         log.info(
-            "Test Accuracy@1: before %.1f%% -> after %.1f%%  (%s)",
+            "Test Accuracy@1 (greedy): before %.1f%% -> after %.1f%%  (%s)",
             100 * metrics["before"]["accuracy@1"], 100 * metrics["after"]["accuracy@1"], out,
         )
     return metrics

@@ -21,6 +21,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from tsm.stats import sign_test
+
 RANDOM_TREES = "composite-complex"
 
 
@@ -51,15 +53,6 @@ def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, 
         if members:
             out[label] = members
     return out
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test p-value for `wins` against `losses` (ties dropped)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def paired(first: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> tuple[int, int, float]:

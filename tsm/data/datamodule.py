@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tsm.data.curriculum import Curriculum
 from tsm.data.sft import IGNORE_INDEX, SFT_TARGETS, SFTExample, encode_prompt, iter_examples
@@ -51,6 +51,40 @@ def collate(examples: Sequence[SFTExample], pad_id: int) -> dict[str, torch.Tens
         labels[b, :n] = torch.tensor(e.labels)
         attn[b, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": attn}
+
+
+class _EpochTail(Sampler[int]):
+    """The indices of an epoch's remaining steps, with the whole epoch as its length (see StepLoader)."""
+
+    def __init__(self, remaining: int, skipped: int):
+        self.remaining, self.skipped = remaining, skipped
+
+    def __iter__(self):
+        return iter(range(self.remaining))
+
+    def __len__(self) -> int:
+        return self.remaining + self.skipped
+
+
+class StepLoader(DataLoader):
+    """The loader of one epoch of step batches, starting where a resumed run stopped.
+
+    Lightning restores the position inside the epoch itself (its batch progress), so the loader
+    must report the whole epoch's ``n`` steps while yielding only the ``n - p`` not yet taken: a
+    loader of length ``n - p`` made Lightning end the resumed epoch after ``n - 2p`` steps, and the
+    next epoch started early. The position comes from the trainer's global step, so there is no
+    state to save; ``state_dict``/``load_state_dict`` mark the loader resumable for Lightning.
+    """
+
+    def __init__(self, dataset: Dataset, skipped: int, num_workers: int = 0, **kwargs: Any):
+        super().__init__(dataset, batch_size=None, sampler=_EpochTail(len(dataset), skipped),
+                         num_workers=num_workers, **kwargs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass
@@ -217,13 +251,13 @@ class SFTDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         step = self.trainer.global_step if self.trainer is not None else 0
         n = len(self.train_examples) // self.batch_size
+        start = min(max(0, step - epoch * n), max(0, n - 1))
         ds = StepBatches(
             self.train_examples, self.batch_size, self.micro_batch_size, self.pad_id,
-            seed=self.seed, epoch=epoch, rank=rank, world_size=world,
-            start_step=min(max(0, step - epoch * n), max(0, n - 1)),
+            seed=self.seed, epoch=epoch, rank=rank, world_size=world, start_step=start,
             curriculum=self.curriculum, ranking=self.ranking,
         )
-        return DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.num_workers)
+        return StepLoader(ds, start, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()

@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from tsm.data.datamodule import read_rows
+from tsm.data.datamodule import StepLoader, read_rows
 from tsm.data.sft import encode_prompt
 
 
@@ -115,10 +115,8 @@ class PromptDataModule(L.LightningDataModule):
         module = trainer.lightning_module if trainer is not None else None
         per_batch = getattr(module, "optimizer_steps_per_batch", 1)
         n = len(self.train_prompts) // self.batch_size
-        ds = PromptBatches(
-            self.train_prompts, self.batch_size, seed=self.seed, epoch=epoch, rank=rank, world_size=world,
-            start_step=min(max(0, step // per_batch - epoch * n), max(0, n - 1)),
-        )
-        # batch_size=None: an item already is a step's list of prompts
-        return DataLoader(ds, batch_size=None, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=_as_is)
+        start = min(max(0, step // per_batch - epoch * n), max(0, n - 1))
+        ds = PromptBatches(self.train_prompts, self.batch_size, seed=self.seed, epoch=epoch, rank=rank,
+                           world_size=world, start_step=start)
+        # an item already is a step's list of prompts; the loader's length is the whole epoch
+        return StepLoader(ds, start, self.num_workers, collate_fn=_as_is)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,7 +96,7 @@ class StreamConfig:
         elif step >= pts[-1][0]:
             value = pts[-1][1]
         else:
-            for (s0, v0), (s1, v1) in zip(pts, pts[1:]):
+            for (s0, v0), (s1, v1) in itertools.pairwise(pts):
                 if s0 <= step <= s1:
                     value = v0 + (v1 - v0) * (step - s0) / max(1, s1 - s0)
                     break
@@ -297,5 +298,13 @@ def simplicity_schedule(points: Sequence[Sequence[float]]) -> list[tuple[int, fl
     return StreamConfig(schedule=list(points)).schedule
 
 
-__all__ = ["Candidate", "FreshStream", "SPACE", "StepGenerator", "StreamConfig", "StreamingSFTDataModule",
-           "key_digest", "simplicity_schedule"]
+__all__ = [
+    "SPACE",
+    "Candidate",
+    "FreshStream",
+    "StepGenerator",
+    "StreamConfig",
+    "StreamingSFTDataModule",
+    "key_digest",
+    "simplicity_schedule",
+]

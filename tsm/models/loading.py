@@ -54,6 +54,17 @@ DTYPES: dict[str, torch.dtype | str] = {
 }
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 EMBEDDED_NAMES = ("embedded", "smollm2_135m")
+# Models shipped in the repository (models/<name>/: weights, tokenizer, chat template, model card);
+# a checkpoint string that names one of them loads it, e.g. checkpoint=tsm-diff-5m.
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def shipped_model(name: str) -> Path | None:
+    """The folder of a model shipped under ``models/`` by that short name, if there is one."""
+    if not re.fullmatch(r"[\w.-]+", str(name)):
+        return None
+    folder = SHIPPED_MODELS_DIR / str(name)
+    return folder if (folder / "config.json").is_file() else None
 OFFLINE_ALTERNATIVE = "use model=smollm2_135m (embedded, offline) or model.path=/local/folder"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -142,6 +153,8 @@ def spec_from_checkpoint(checkpoint: str, **overrides) -> ModelSpec:
     if checkpoint in EMBEDDED_NAMES:
         return ModelSpec(name="smollm2_135m", source="embedded", **overrides)
     folder = Path(checkpoint).expanduser()
+    if not folder.is_dir() and shipped_model(checkpoint) is not None:
+        folder = shipped_model(checkpoint)
     if folder.is_dir():
         return ModelSpec(name=folder.resolve().name, source="local", path=str(folder), **overrides)
     if _HUB_ID.fullmatch(checkpoint):
@@ -151,7 +164,9 @@ def spec_from_checkpoint(checkpoint: str, **overrides) -> ModelSpec:
             f"{checkpoint!r} is a Lightning checkpoint; pass the HF folder saved beside it"
         )
     raise ValueError(
-        f"checkpoint {checkpoint!r} is not a folder, a hub id (owner/name) or 'embedded'"
+        f"checkpoint {checkpoint!r} is not a folder, a shipped model's name ("
+        f"{', '.join(sorted(p.parent.name for p in SHIPPED_MODELS_DIR.glob('*/config.json'))) or 'none'}"
+        f" under models/), a hub id (owner/name) or 'embedded'"
     )
 
 

@@ -1,0 +1,35 @@
+"""The statistics every reported accuracy carries: a 95% interval, and a paired test between two
+models scored on the same rows."""
+
+from __future__ import annotations
+
+import math
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``correct / n`` (sound near 0 and 1, unlike p ± 2se)."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= correct <= n:
+        raise ValueError(f"correct={correct} outside [0, n={n}]")
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test p-value for `wins` against `losses` (ties dropped): the paired
+    test for two models on the same rows (wins = rows only the second solves)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def describe(correct: int, n: int) -> str:
+    """``95.12% [94.5, 95.7] (4756/5000)``: the form every accuracy is printed in."""
+    lo, hi = wilson_interval(correct, n)
+    return f"{100 * correct / max(n, 1):.2f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({correct}/{n})"
