@@ -248,3 +248,15 @@ def test_evaluate_data_scores_another_test_split(tmp_path, data_dir, monkeypatch
         cfg.evaluate.data = None
     test_accuracy(cfg, model, tokenizer, reward, "after")
     assert seen == [truths[1], truths[0]]
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders():
+    """Two train.py processes started together resolve different run folders (time to the
+    microsecond), so concurrent runs and sweep agents never write into one folder."""
+    cmd = [sys.executable, "train.py", "experiment=tiny_sft", "--cfg", "all", "--resolve", "-p", "hydra.run.dir"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    dirs = [p.communicate(timeout=120)[0].strip().splitlines()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert all(d.startswith("outputs/tiny_sft/") for d in dirs), dirs
+    assert dirs[0] != dirs[1]

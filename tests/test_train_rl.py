@@ -92,6 +92,31 @@ def test_resume_mid_grpo_matches_uninterrupted(tmp_path, data_dir):
     assert torch.equal(params(a), params(b))
 
 
+def test_resume_grpo_across_an_epoch_end_matches_uninterrupted(tmp_path, data_dir):
+    """16 prompts / 4 per step = 4 steps an epoch: resumed at step 5 (one step into the second
+    epoch), the run must take the uninterrupted run's prompts through the next epoch end (step 8)."""
+    from tsm.models import load_checkpoint
+    from tsm.pipeline import run
+
+    common = ["data.n_train=16", "grpo.max_steps=10", "evaluate.before=false", "evaluate.after=false",
+              "grpo.module.val_generate_every=0"]
+    full = rl_cfg(tmp_path / "full", data_dir, *common, "grpo.save_every_n_steps=5")
+    run(full)
+    ckpt = Path(full.paths.output_dir) / "grpo" / "checkpoints" / "step5.ckpt"
+    resumed = rl_cfg(tmp_path / "resumed", data_dir, *common, f"ckpt_path={ckpt}")
+    run(resumed)
+
+    def rewards(cfg):
+        rows = csv_metrics(Path(cfg.paths.output_dir), "grpo")
+        return {int(r["step"]): float(r["train/reward/mean"]) for r in rows if r.get("train/reward/mean")}
+
+    a, b = rewards(full), rewards(resumed)
+    assert len(b) == 5 and all(a[s] == b[s] for s in b), (a, b)
+    x, _ = load_checkpoint(str(Path(full.paths.output_dir) / "grpo" / "hf"))
+    y, _ = load_checkpoint(str(Path(resumed.paths.output_dir) / "grpo" / "hf"))
+    assert torch.equal(params(x), params(y))
+
+
 @pytest.mark.slow
 def test_smollm2_135m_rl_end_to_end_on_cpu(tmp_path):
     """The embedded SmolLM2-135M: a few SFT and GRPO steps, every metric logged, evaluate.py reads the export."""
