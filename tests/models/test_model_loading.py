@@ -112,7 +112,7 @@ def test_spec_from_checkpoint(tmp_path):
     assert (hub.source, hub.path) == ("hub", "Qwen/Qwen2.5-0.5B-Instruct")
     with pytest.raises(ValueError, match="Lightning checkpoint"):
         spec_from_checkpoint(str(tmp_path / "runs" / "x" / "last.ckpt"))
-    with pytest.raises(ValueError, match="not a folder, a hub id"):
+    with pytest.raises(ValueError, match="not a folder, a shipped model's name .* a hub id"):
         spec_from_checkpoint("no such thing")
 
 
