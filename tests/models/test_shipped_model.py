@@ -1,0 +1,63 @@
+"""The shipped model (models/tsm-diff-5m): plain transformers loads it and answers a prompt right;
+tsm's own entry points accept it by short name; a recipe can start from it (init_from)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "tsm-diff-5m"
+FOLDER = ROOT / "models" / NAME
+# Diff-TSM's system prompt and the fixed phrasing (tsm.tasks.differentiation.FIXED_PROMPT)
+PROMPT = [
+    {"role": "system", "content": "Please reason step by step, and put your final answer within \\boxed{}."},
+    {"role": "user", "content": "Find the derivative of the following function with respect to x: \\sin{\\left(x^{2} \\right)}"},
+]
+
+
+def test_folder_is_complete_and_small():
+    names = {p.name for p in FOLDER.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= names
+    assert "chat_template.jinja" in names or "chat_template" in (FOLDER / "tokenizer_config.json").read_text()
+    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 21 * 2**20
+
+
+def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tsm.reward import score
+
+    tok = AutoTokenizer.from_pretrained(FOLDER)
+    model = AutoModelForCausalLM.from_pretrained(FOLDER).eval()
+    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "\\boxed{" in answer
+    assert score(answer, "2*x*cos(x**2)").correct, answer
+
+
+def test_tsm_entry_points_take_the_short_name(tmp_path):
+    from omegaconf import open_dict
+
+    from tests.helpers import compose_cfg
+    from tsm.models import load_checkpoint
+    from tsm.models.loading import spec_from_checkpoint
+    from tsm.pipeline import load_policy
+
+    spec = spec_from_checkpoint(NAME)
+    assert spec.source == "local" and Path(spec.path).resolve() == FOLDER.resolve()
+    model, _ = load_checkpoint(NAME)
+    # a recipe starts from it with the explicit init_from key (no outputs/ path in any experiment)
+    cfg = compose_cfg("train", ["experiment=smallest", f"init_from={NAME}"], tmp_path)
+    with open_dict(cfg):
+        assert cfg.init_from == NAME
+    start, _ = load_policy(cfg, cfg.init_from)
+    a = torch.cat([p.flatten() for p in model.parameters()])
+    b = torch.cat([p.flatten() for p in start.parameters()])
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="shipped model"):
+        spec_from_checkpoint("no-such-model")
