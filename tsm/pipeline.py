@@ -77,6 +77,11 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
     )
     m = result.metrics
     m["decoding"] = "greedy"
+    if "accuracy@1/ci95_low" not in m:  # metrics from elsewhere than evaluation.summarize
+        from tsm.stats import wilson_interval
+
+        m["accuracy@1/ci95_low"], m["accuracy@1/ci95_high"] = wilson_interval(
+            round(m["accuracy@1"] * len(rows)), len(rows))
     log.info(
         "[%s] test Accuracy@1 (greedy) = %.2f%%, 95%% interval [%.1f, %.1f], on %d rows (boxed %.0f%%, %.0f s)",
         tag, 100 * m["accuracy@1"], 100 * m["accuracy@1/ci95_low"], 100 * m["accuracy@1/ci95_high"],
