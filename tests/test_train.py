@@ -71,13 +71,23 @@ def test_train_run_writes_folder_export_and_metrics(tmp_path, data_dir):
     assert torch.equal(model(input_ids=ids).logits, model2(input_ids=ids).logits)
 
 
+# no test evaluation, no generation, batches of 8 (256 rows: 32 steps an epoch), a pinned init
+RESUME = ["evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
+          "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
+          "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8"]
+
+
+def train_losses(cfg) -> dict[int, float]:
+    """Step -> logged train/loss of a finished run."""
+    rows = csv_metrics(Path(cfg.paths.output_dir))
+    return {int(float(r["step"])): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+
 def test_resume_from_ckpt_matches_uninterrupted_run(tmp_path, data_dir):
     from tsm.models import load_checkpoint
     from tsm.pipeline import run
 
-    common = ["evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
-              "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
-              "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8"]
+    common = RESUME
     # 256 rows / batch 8 = 32 steps per epoch. The full run saves at step 3 (mid-epoch) and goes
     # on to 6; a second run resumes from that step-3 checkpoint and must land on the same weights.
     full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.max_steps=6", "sft.save_every_n_steps=3")
@@ -102,10 +112,7 @@ def test_resume_across_the_epoch_end_matches_uninterrupted_run(tmp_path, data_di
     ended a resumed later epoch early: it skipped the steps already taken and so did Lightning)."""
     from tsm.pipeline import run
 
-    common = ["evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
-              "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
-              "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8",
-              "sft.max_steps=68", "model.arch.num_layers=1", "model.arch.hidden_size=32",
+    common = [*RESUME, "sft.max_steps=68", "model.arch.num_layers=1", "model.arch.hidden_size=32",
               "model.arch.intermediate_size=64", "model.arch.num_heads=2"]
     full = tiny_cfg(tmp_path / "full", data_dir, *common, f"sft.save_every_n_steps={save_at}")
     run(full)
@@ -113,11 +120,7 @@ def test_resume_across_the_epoch_end_matches_uninterrupted_run(tmp_path, data_di
     resumed = tiny_cfg(tmp_path / "resumed", data_dir, *common, f"ckpt_path={ckpt}")
     run(resumed)
 
-    def losses(cfg):
-        rows = csv_metrics(Path(cfg.paths.output_dir))
-        return {int(float(r["step"])): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-
-    a, b = losses(full), losses(resumed)
+    a, b = train_losses(full), train_losses(resumed)
     assert sorted(b) == list(range(save_at, 68))
     assert all(abs(a[s] - b[s]) < 1e-5 for s in b), {s: (a[s], b[s]) for s in b if abs(a[s] - b[s]) >= 1e-5}
 
@@ -133,9 +136,7 @@ def test_streaming_run_resumes_exactly(tmp_path, data_dir):
     from tsm.models import load_checkpoint
     from tsm.pipeline import run
 
-    common = [*STREAM, "evaluate.before=false", "evaluate.after=false", "sft.val_check_interval=100",
-              "sft.module.val_generate_every=0", "sft.data_module.n_val=8", "sft.data_module.n_val_generate=0",
-              "model.init_seed=5", "sft.data_module.batch_size=8", "sft.data_module.micro_batch_size=8"]
+    common = [*STREAM, *RESUME]
     full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.max_steps=6", "sft.save_every_n_steps=3")
     run(full)
     ckpt = Path(full.paths.output_dir) / "sft" / "checkpoints" / "step3.ckpt"
@@ -148,13 +149,9 @@ def test_streaming_run_resumes_exactly(tmp_path, data_dir):
     b, _ = load_checkpoint(str(Path(resumed.paths.output_dir) / "sft" / "hf"))
     assert torch.allclose(params(a), params(b), atol=1e-6)
 
-    def losses(cfg):
-        rows = csv_metrics(Path(cfg.paths.output_dir))
-        return {int(float(r["step"])): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-
-    after = losses(resumed)
+    after, before = train_losses(resumed), train_losses(full)
     assert sorted(after) == [3, 4, 5]
-    assert all(abs(after[s] - losses(full)[s]) < 1e-5 for s in after)
+    assert all(abs(after[s] - before[s]) < 1e-5 for s in after)
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))

@@ -68,11 +68,8 @@ def test_no_function_twice_and_none_from_excluded_test_splits(tmp_path, tokenize
     # drawn often and both rules have to act
     spec = small_spec(tmp_path, simplicity=0.1, max_depth=1, n_train=8, n_test=40)
     other = small_spec(tmp_path, simplicity=0.1, max_depth=1, n_train=8, n_test=40, seed=11)
-    dm = StreamingSFTDataModule(spec, stream={"seed": 7, "workers": 0, "exclude": [{"simplicity": 0.1, "max_depth": 1,
-                                "n_train": 8, "n_test": 40, "seed": 11}]}, batch_size=8, micro_batch_size=8,
-                                n_val=8, n_val_generate=4, max_length=320)
-    dm.set_tokenizer(tokenizer)
-    dm.setup("fit")
+    dm = module(spec, tokenizer, micro=8, exclude=[{"simplicity": 0.1, "max_depth": 1, "n_train": 8,
+                                                    "n_test": 40, "seed": 11}])
     batches = take(make_stream(dm), 12)
     seen = [c.digest for b in batches for c in b]
     assert len(seen) == len(set(seen)) == 96
@@ -84,10 +81,7 @@ def test_no_function_twice_and_none_from_excluded_test_splits(tmp_path, tokenize
     assert not trained & excluded
     assert excluded <= dm.excluded()
     # the rules did act: without them this stream repeats functions and draws test functions
-    free = StreamingSFTDataModule(spec, stream={"seed": 7, "workers": 0, "oversample": 1.0}, batch_size=8,
-                                  micro_batch_size=8, n_val=8, n_val_generate=4, max_length=320)
-    free.set_tokenizer(tokenizer)
-    free.setup("fit")
+    free = module(spec, tokenizer, micro=8, oversample=1.0)
     free._excluded = frozenset()
     raw = [c for s in range(12) for c in free.generator().candidates(s)[0]]
     assert len({c.digest for c in raw}) < len(raw) or {c.function_sympy for c in raw} & excluded

@@ -84,7 +84,7 @@ class StepLoader(DataLoader):
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Nothing to restore: ``train_dataloader`` already started at the trainer's global step."""
 
 
 @dataclass

@@ -32,7 +32,7 @@ import hashlib
 import itertools
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,11 +293,6 @@ class StreamingSFTDataModule(SFTDataModule):
         self.seen = {d for ds in self.used.values() for d in ds}
 
 
-def simplicity_schedule(points: Sequence[Sequence[float]]) -> list[tuple[int, float]]:
-    """Validated ``[[step, simplicity], ...]`` (what ``stream.schedule`` holds)."""
-    return StreamConfig(schedule=list(points)).schedule
-
-
 __all__ = [
     "SPACE",
     "Candidate",
@@ -306,5 +301,4 @@ __all__ = [
     "StreamConfig",
     "StreamingSFTDataModule",
     "key_digest",
-    "simplicity_schedule",
 ]
