@@ -65,6 +65,19 @@ def test_hang_costs_one_item_and_worker_is_replaced():
         assert [r.value for r in pool.map([5, 6])] == [5, 6]  # replacements work
 
 
+@pytest.mark.parametrize("chunk_size", [1, 8])
+def test_one_hang_in_64_costs_one_item_at_any_chunk_size(chunk_size):
+    items = list(range(64))
+    items[10] = -1  # hangs for 60 s
+    with TimeoutPool(f"{__name__}:sleepy", workers=2, timeout_s=1.0) as pool:
+        t0 = time.monotonic()
+        res = pool.map(items, chunk_size=chunk_size)
+        elapsed = time.monotonic() - t0
+    assert [r.timed_out for r in res].count(True) == 1 and res[10].timed_out
+    assert [r.value for r in res if r.ok] == [i for i in items if i >= 0]  # 63 kept, in order
+    assert pool.timeouts == 1 and elapsed < 15
+
+
 def test_errors_are_reported_not_raised():
     with TimeoutPool(f"{__name__}:boom", workers=1, timeout_s=5) as pool:
         res = pool.map([1, 2])
@@ -77,6 +90,9 @@ def test_dead_worker_fails_its_item_only():
         res = pool.map([1, 2, 3, 4])
     assert [r.ok for r in res] == [True, True, False, True]
     assert "WorkerDied" in res[2].error
+    with TimeoutPool(f"{__name__}:suicide", workers=1, timeout_s=5) as pool:  # the rest of its chunk is retried
+        res = pool.map([1, 2, 3, 4, 5, 6], chunk_size=6)
+    assert [r.value for r in res] == [1, 2, None, 4, 5, 6] and "WorkerDied" in res[2].error
 
 
 def test_workers_are_separate_processes_and_init_runs():

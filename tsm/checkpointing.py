@@ -5,6 +5,11 @@ Layout of a stage folder::
     checkpoints/step{N}.ckpt   checkpoints/last.ckpt      (Lightning: weights, optimizer, loops)
     checkpoints/hf-step{N}/                               (save_pretrained: model + tokenizer + chat template)
     hf -> checkpoints/hf-step{last}                       (what the next stage, evaluate.py and vLLM load)
+
+Every checkpoint and HF folder is written under a temporary name and renamed into place
+(``tsm.atomic``), so a run killed while saving leaves the previous checkpoint usable and no
+partial one; the next run that writes there removes the leftovers. ``latest_checkpoint`` turns a
+run folder (what ``ckpt_path=<run folder>`` gives) into the newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from tsm.atomic import remove_stale_temps, write_atomic
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint IO, but written to a temporary beside the target, fsynced and
+    renamed: a kill during the write never leaves a truncated ``.ckpt`` under its real name."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        import torch
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        write_atomic(path, write)
 
 
 class HFExport(Callback):
@@ -28,11 +55,12 @@ class HFExport(Callback):
         if trainer.is_global_zero and not folder.exists():
             from tsm.models import save_hf
 
-            save_hf(module.model, module.tokenizer, folder)
+            save_hf(module.model, module.tokenizer, folder)  # staged and renamed into place
 
 
 def checkpoint_callbacks(stage_dir: Path, every_n_steps: int) -> list[Callback]:
     ckpt_dir = stage_dir / "checkpoints"
+    remove_stale_temps(ckpt_dir)
     callbacks: list[Callback] = [HFExport(ckpt_dir)]
     if every_n_steps > 0:
         callbacks.append(
@@ -58,3 +86,25 @@ def finalize_stage(trainer: L.Trainer, stage_dir: Path) -> Path:
         os.replace(tmp, hf)  # atomic: a reader never sees a missing or half-written link
     trainer.strategy.barrier("finalize_stage")
     return hf
+
+
+def _step_of(path: Path) -> int:
+    return int(path.stem[4:]) if path.stem.startswith("step") and path.stem[4:].isdigit() else -1
+
+
+def latest_checkpoint(folder: str | Path, stages: list[str] | tuple[str, ...]) -> Path:
+    """The newest complete checkpoint under a run folder (or a stage folder, or its checkpoints/):
+    the latest stage that has one; there ``last.ckpt`` (the stage finished) else the highest
+    ``step{N}.ckpt``. Raises FileNotFoundError naming the folder when there is none."""
+    folder = Path(folder)
+    candidates = [folder / s / "checkpoints" for s in reversed(list(stages))]
+    candidates += [folder / "checkpoints", folder]
+    for ckpt_dir in candidates:
+        if not ckpt_dir.is_dir():
+            continue
+        if (ckpt_dir / "last.ckpt").is_file():
+            return ckpt_dir / "last.ckpt"
+        steps = sorted(ckpt_dir.glob("step*.ckpt"), key=_step_of)
+        if steps and _step_of(steps[-1]) >= 0:
+            return steps[-1]
+    raise FileNotFoundError(f"no checkpoint (last.ckpt or step<N>.ckpt) under {folder}")

@@ -323,7 +323,7 @@ def run_evaluation(cfg) -> dict[str, float]:
     from hydra.utils import instantiate
 
     from tsm import evaluation_report as report
-    from tsm.data.build import write_atomic
+    from tsm.atomic import write_atomic
     from tsm.data.datamodule import read_rows
     from tsm.pipeline import print_config_tree
 

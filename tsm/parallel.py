@@ -64,6 +64,15 @@ def _call(fn: Callable[[Any], Any], item: Any) -> TaskResult:
         return TaskResult(error=f"{type(exc).__name__}: {exc}"[:500])
 
 
+@dataclass
+class _Job:
+    """A chunk sent to one worker: its item indices, how many have answered, the current deadline."""
+
+    indices: list[int]
+    deadline: float
+    done: int = 0
+
+
 class _Worker:
     """One subprocess and its two pipe ends."""
 
@@ -81,7 +90,7 @@ class _Worker:
         self.proc.stdout.close()
         self.ready = False
         self.started = time.monotonic()
-        self.job: tuple[int, float] | None = None  # (chunk id, deadline)
+        self.job: _Job | None = None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -167,9 +176,10 @@ class TimeoutPool:
     def map(self, items: Sequence[Any], chunk_size: int = 1) -> list[TaskResult]:
         """Apply the function to every item; results in input order.
 
-        With ``chunk_size > 1`` a worker receives that many items at once (less IPC for tiny
-        items); the limit then applies per chunk scaled by its length, and a chunk that overruns
-        marks all its items as timed out.
+        With ``chunk_size > 1`` a worker receives that many items in one message (less IPC and no
+        idle round trip between items) but still answers item by item, and every item has its own
+        ``timeout_s``: an item that overruns times out alone, its worker is replaced, and the rest
+        of its chunk goes back to the queue. A hung item costs itself only, whatever the chunk size.
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -177,23 +187,29 @@ class TimeoutPool:
         if self._fn is not None:
             return [_call(self._fn, item) for item in items]
         results: list[TaskResult | None] = [None] * len(items)
-        chunks = [list(range(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size)]
-        pending = deque(range(len(chunks)))
+        pending = deque(list(range(i, min(i + chunk_size, len(items)))) for i in range(0, len(items), chunk_size))
         self._ensure_workers()
+
+        def requeue_rest(w: _Worker) -> None:
+            assert w.job is not None
+            rest = w.job.indices[w.job.done + 1:]
+            if rest:
+                pending.appendleft(rest)
+
         while pending or any(w.job is not None for w in self._workers):
             now = time.monotonic()
             for w in list(self._workers):
                 if w.ready and w.job is None and pending:
-                    cid = pending.popleft()
+                    chunk = pending.popleft()
                     try:
-                        w.send_conn.send([items[i] for i in chunks[cid]])
+                        w.send_conn.send([items[i] for i in chunk])
                     except (OSError, ValueError):  # died between jobs: retry the chunk elsewhere
-                        pending.appendleft(cid)
+                        pending.appendleft(chunk)
                         self._replace(w)
                         continue
-                    w.job = (cid, now + self.timeout_s * len(chunks[cid]))
+                    w.job = _Job(chunk, now + self.timeout_s)
             by_conn = {w.recv_conn: w for w in self._workers}
-            deadlines = [w.job[1] for w in self._workers if w.job is not None]
+            deadlines = [w.job.deadline for w in self._workers if w.job is not None]
             deadlines += [w.started + _START_TIMEOUT_S for w in self._workers if not w.ready]
             wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for conn in wait(list(by_conn), timeout=wait_s):
@@ -202,26 +218,31 @@ class TimeoutPool:
                     msg = conn.recv()
                 except (EOFError, OSError):
                     msg = None
-                if msg is None:  # the worker died: its chunk fails, the worker is replaced
+                if msg is None:  # the worker died: its current item fails, the rest is retried
                     if w.job is None and not w.ready:
                         raise RuntimeError(f"worker for {self.fn_path} exited during start-up")
                     if w.job is not None:
-                        for i in chunks[w.job[0]]:
-                            results[i] = TaskResult(error="WorkerDied: worker process exited")
+                        results[w.job.indices[w.job.done]] = TaskResult(error="WorkerDied: worker process exited")
+                        requeue_rest(w)
+                        w.job = None
                     self._replace(w)
                 elif msg == _READY:
                     w.ready = True
-                else:
-                    assert w.job is not None
-                    for i, res in zip(chunks[w.job[0]], msg):
-                        results[i] = res
-                    w.job = None
+                else:  # one item's result; the next item of the chunk starts its own clock
+                    job = w.job
+                    assert job is not None
+                    results[job.indices[job.done]] = msg
+                    job.done += 1
+                    job.deadline = time.monotonic() + self.timeout_s
+                    if job.done == len(job.indices):
+                        w.job = None
             now = time.monotonic()
             for w in list(self._workers):
-                if w.job is not None and now > w.job[1]:
-                    for i in chunks[w.job[0]]:
-                        results[i] = TaskResult(timed_out=True)
-                        self.timeouts += 1
+                if w.job is not None and now > w.job.deadline:
+                    results[w.job.indices[w.job.done]] = TaskResult(timed_out=True)
+                    self.timeouts += 1
+                    requeue_rest(w)
+                    w.job = None
                     self._replace(w)
                 elif not w.ready and now > w.started + _START_TIMEOUT_S:
                     raise RuntimeError(f"worker for {self.fn_path} did not start in {_START_TIMEOUT_S}s")
@@ -246,7 +267,8 @@ def _worker_main(argv: list[str]) -> None:
             return
         if chunk is None:
             return
-        send.send([_call(fn, item) for item in chunk])
+        for item in chunk:  # one answer per item, so the parent can time each one
+            send.send(_call(fn, item))
 
 
 if __name__ == "__main__":

@@ -92,9 +92,14 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
     return m
 
 
+def user_callbacks(cfg: DictConfig) -> list:
+    """The run's ``callbacks:`` (name -> Lightning callback config), added to every stage's trainer."""
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
 def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
                   ckpt_path: str | None) -> Path:
-    from tsm.checkpointing import checkpoint_callbacks, finalize_stage
+    from tsm.checkpointing import AtomicCheckpointIO, checkpoint_callbacks, finalize_stage
 
     log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
     dm = instantiate(stage_cfg.data_module)
@@ -108,7 +113,8 @@ def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewa
         max_steps=stage_cfg.max_steps,
         val_check_interval=stage_cfg.val_check_interval,
         default_root_dir=str(stage_dir),
-        callbacks=checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps),
+        callbacks=[*checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps), *user_callbacks(cfg)],
+        plugins=[AtomicCheckpointIO()],
         # no implicit ModelCheckpoint: saves are ours (periodic when asked, last.ckpt at the end)
         enable_checkpointing=stage_cfg.save_every_n_steps > 0,
         logger=loggers or False,
@@ -121,7 +127,7 @@ def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewa
 
 def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
                    ckpt_path: str | None) -> Path:
-    from tsm.checkpointing import checkpoint_callbacks, finalize_stage
+    from tsm.checkpointing import AtomicCheckpointIO, checkpoint_callbacks, finalize_stage
     from tsm.rollout.sync import WeightSync
 
     log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
@@ -138,7 +144,8 @@ def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rew
             val_check_interval=module.total_optimizer_steps,
             default_root_dir=str(stage_dir),
             callbacks=[*checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps * module.ppo_epochs),
-                       WeightSync(engine)],
+                       WeightSync(engine), *user_callbacks(cfg)],
+            plugins=[AtomicCheckpointIO()],
             enable_checkpointing=stage_cfg.save_every_n_steps > 0,
             limit_val_batches=0,  # validation is generation-based, inside the module
             logger=loggers or False,
@@ -154,25 +161,39 @@ def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rew
 STAGE_RUNNERS = {"sft": run_sft_stage, "grpo": run_grpo_stage}
 
 
-def resume_point(cfg: DictConfig) -> tuple[int, Path | None]:
-    """Which stage ``ckpt_path`` resumes, and the weights that stage starts from.
+def resolve_ckpt_path(cfg: DictConfig) -> Path:
+    """``ckpt_path`` as a checkpoint file: a ``.ckpt`` as given, or a run folder's newest complete one."""
+    from tsm.atomic import remove_stale_temps
+    from tsm.checkpointing import latest_checkpoint
+
+    path = Path(cfg.ckpt_path)
+    if path.is_dir():
+        found = latest_checkpoint(path, list(cfg.stages))
+        remove_stale_temps(found.parent)  # what the killed run was writing when it died
+        log.info("ckpt_path %s: resuming from its newest checkpoint %s", path, found)
+        return found
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path {path} does not exist (give a .ckpt file or a run folder)")
+    return path
+
+
+def resume_point(cfg: DictConfig) -> tuple[int, Path | None, Path | None]:
+    """Which stage ``ckpt_path`` resumes, the weights that stage starts from, and the checkpoint file.
 
     A checkpoint inside ``<run>/<stage>/checkpoints/`` resumes that stage (earlier stages are
     skipped; the stage starts from ``<run>/<previous stage>/hf`` before the .ckpt restores its own
     weights, optimizer and step); any other ``ckpt_path`` resumes the first stage.
     """
     if not cfg.ckpt_path:
-        return 0, None
-    path = Path(cfg.ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path {path} does not exist")
+        return 0, None, None
+    path = resolve_ckpt_path(cfg)
     stage = path.parent.parent.name if path.parent.name == "checkpoints" else None
     if stage not in cfg.stages or cfg.stages.index(stage) == 0:
-        return 0, None
+        return 0, None, path
     i = list(cfg.stages).index(stage)
     prev = path.parent.parent.parent / cfg.stages[i - 1] / "hf"
     log.info("Resuming stage %s from %s", stage, path)
-    return i, prev if (prev / "config.json").exists() else None
+    return i, prev if (prev / "config.json").exists() else None, path
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -183,6 +204,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     unknown = [s for s in cfg.stages if s not in STAGE_RUNNERS]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {sorted(STAGE_RUNNERS)}")
+    first, init_from, ckpt = resume_point(cfg)  # a wrong ckpt_path fails here, before any work
     reward = instantiate(cfg.reward)
     model, tokenizer = load_policy(cfg, cfg.get("init_from"))
     metrics: dict[str, Any] = {"output_dir": str(out),
@@ -190,7 +212,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     if cfg.evaluate.before:
         metrics["before"] = test_accuracy(cfg, model, tokenizer, reward, "before")
-    first, init_from = resume_point(cfg)
     for i, stage in enumerate(cfg.stages):
         if i < first:
             continue
@@ -198,7 +219,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             model, tokenizer = load_policy(cfg, init_from)
         t0 = time.perf_counter()
         init_from = STAGE_RUNNERS[stage](
-            cfg, cfg[stage], model, tokenizer, reward, out / stage, cfg.ckpt_path if i == first else None
+            cfg, cfg[stage], model, tokenizer, reward, out / stage, str(ckpt) if i == first and ckpt else None
         )
         metrics[f"{stage}/seconds"] = time.perf_counter() - t0
         metrics[f"{stage}/hf"] = str(init_from)

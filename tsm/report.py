@@ -294,7 +294,7 @@ def log_wandb(jobs: Sequence[JobResult], columns: list[str], raw: list[list[Any]
 def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, *, make_plot: bool = True,
                  wandb: bool | None = None, echo: bool = True) -> dict[str, Path]:
     """Writes report.csv/.md (+ .png) for ``sweep_dir``; returns the files written (none without a finished job)."""
-    from tsm.data.build import write_atomic
+    from tsm.atomic import write_atomic
 
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir

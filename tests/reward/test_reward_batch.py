@@ -30,6 +30,36 @@ def test_pool_batch_matches_inline_and_counts_timeouts():
         assert out.n_timeouts == 2 and scorer.n_timeouts == 2 and out.values == [0.0, 0.0]
 
 
+def hanging_score_item(item):
+    """score_item, but an answer of \\boxed{HANG} never returns (a stand-in for a parser hang)."""
+    import time
+
+    from tsm.reward.batch import score_item
+    if item[0] == r"\boxed{HANG}":
+        time.sleep(600)
+    return score_item(item)
+
+
+class _HangingScorer(RewardScorer):
+    @property
+    def pool(self):
+        from tsm.parallel import TimeoutPool
+        if self._pool is None:
+            self._pool = TimeoutPool(f"{__name__}:hanging_score_item", self.workers, self.timeout_s)
+        return self._pool
+
+
+def test_one_hung_answer_in_64_costs_one_score_with_the_shipped_chunk_size():
+    cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "reward" / "default.yaml")
+    assert cfg.chunk_size > 1  # the shipped setting is the one under test
+    responses = [r"\boxed{2x}"] * 64
+    responses[13] = r"\boxed{HANG}"
+    with _HangingScorer(workers=2, timeout_s=1.0, chunk_size=cfg.chunk_size) as scorer:
+        out = scorer(responses, ["2*x"] * 64)
+    reasons = [s.reason for s in out.scores]
+    assert reasons[13] == "timeout" and reasons.count("correct") == 63 and out.n_timeouts == 1
+
+
 def test_scorer_pickles_without_its_pool():
     import pickle
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -53,10 +54,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from tsm.atomic import remove_stale_temps, write_atomic
 from tsm.data.schema import to_table
 from tsm.math import sampling
 from tsm.tasks.base import Rejected
 from tsm.tasks.differentiation import DifferentiationTask
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # bump when the generation procedure changes what a config produces
 _GENERATION_KEYS = ("simplicity", "n_train", "n_test", "max_coefficient", "max_power",
@@ -258,16 +262,6 @@ def _row(fields: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     }
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` beside ``path``, then rename: readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     table = to_table(rows)
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -438,6 +432,8 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
     collector, timeouts = _generate(spec, progress)
     test_fields, train_fields = split_evenly(collector.unique[:collector.target], spec.n_test)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temps(directory):  # what a killed build left behind
+        log.info("removed %s (left by a killed build)", stale)
     files = _files(directory, reused=False)
     _write_parquet([_row(f, "train", i) for i, f in enumerate(train_fields)], files.train)
     _write_parquet([_row(f, "test", i) for i, f in enumerate(test_fields)], files.test)

@@ -38,8 +38,9 @@ from typing import Any
 import sympy
 import yaml
 
+from tsm.atomic import write_atomic
 from tsm.data import build
-from tsm.data.build import DatasetFiles, example_seed, write_atomic
+from tsm.data.build import DatasetFiles, example_seed
 from tsm.math import render
 from tsm.math.parse import ParseError, parse_expression
 from tsm.tasks.differentiation import (

@@ -205,14 +205,18 @@ def save_hf(
     if not tokenizer.chat_template:
         raise ValueError("save_hf: the tokenizer has no chat template; the export needs one")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp.", dir=folder.parent))
+    from tsm.atomic import temp_path
+
+    staging = temp_path(folder)  # .<name>.tmp-<pid>: removed by the next run if this one is killed
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     trash = None
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _make_tokenizer_config_portable(staging)
         if folder.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.tmp-{os.getpid()}.", dir=folder.parent))
             os.replace(folder, trash / "old")
         os.replace(staging, folder)
     finally:
