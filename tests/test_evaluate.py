@@ -154,7 +154,31 @@ def test_scoring_mode_equals_row_by_row_score(tmp_path, data_dir):
     assert not any(k.startswith("rollout/") for k in m)  # nothing generated
     out = pq.read_table(Path(cfg.paths.output_dir) / "responses.parquet").to_pylist()
     assert [r["scores"][0] for r in out][:4] == [1.0, 0.1, 0.0, 0.0]
+    assert [r["reasons"][0] for r in out][:4] == ["correct", "wrong", "no_box", "too_deep"]
+    assert out[0]["answers"][0] == rows[0]["extra_info"]["derivative"] and out[2]["answers"][0] is None
+    assert m["pass@1"] == sum(sum(score(x, r["reward_model"]["ground_truth"]).correct for x in a) / 2
+                              for r, a in zip(rows, answers)) / len(rows)  # all samples, unbiased
+    assert m["pass@2"] == 1.0
     assert (Path(cfg.paths.output_dir) / "accuracy_by_type.png").exists()
+    # a plain-string responses column is one response per row (not a list of its characters)
+    pq.write_table(pa.Table.from_pylist([{**r, "responses": a[0]} for r, a in zip(rows, answers)]), path)
+    assert run_evaluation(cfg)["accuracy@1"] == 0.25
+
+
+def test_pass_at_k_is_chens_unbiased_estimator():
+    import random
+    from math import comb
+
+    from tsm.evaluation import pass_at_k
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(1, 30)
+        c, k = rng.randint(0, n), rng.randint(1, n)
+        assert abs(pass_at_k(n, c, k) - (1 - comb(n - c, k) / comb(n, k))) < 1e-12
+    assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 3, 2) == 1.0 and pass_at_k(2, 1, 1) == 0.5
+    with pytest.raises(ValueError):
+        pass_at_k(2, 3, 1)
 
 
 def test_ood_with_wandb_writes_metrics_table_chart_and_run(tiny_hf, tmp_path, caplog):
@@ -268,3 +292,28 @@ def test_cli_prints_table_and_output_dir(tiny_hf, tmp_path):
     assert "accuracy@1" in text and "responses/s" in text and f"Output dir: {out}" in text
     assert {"metrics.json", "responses.parquet", "accuracy_by_type.png", "config.yaml"} <= {p.name for p in out.iterdir()}
     assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_a_runs_checkpoint_is_scored_on_the_runs_own_data(tmp_path):
+    from omegaconf import OmegaConf
+
+    from tsm.evaluation import adopt_run_data, run_folder_of, wandb_run_name
+
+    run = tmp_path / "outputs" / "quickstart" / "2026-01-01_00-00-00-000001"
+    hf = run / "sft" / "checkpoints" / "hf-step4"
+    hf.mkdir(parents=True)
+    (run / "sft" / "hf").symlink_to(Path("checkpoints") / "hf-step4")
+    train_cfg = compose_cfg("train", [*TINY_RUN, "data.seed=77", "data.simplicity=0.25"], tmp_path)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(train_cfg, resolve=True))
+    assert run_folder_of(str(run / "sft" / "hf")) == run and run_folder_of(str(hf)) == run
+    assert run_folder_of(str(tmp_path)) is None and run_folder_of("tsm-diff-5m") is None
+
+    cfg = compose_cfg("evaluate", [f"checkpoint={run / 'sft' / 'hf'}"], tmp_path)
+    assert cfg.data.seed != 77
+    assert adopt_run_data(cfg, [f"checkpoint={run / 'sft' / 'hf'}"]) == run
+    assert cfg.data.seed == 77 and cfg.data.simplicity == 0.25 and cfg.data.n_test == train_cfg.data.n_test
+    assert "on test(s0.25, seed 77" in wandb_run_name(cfg) and "sft/hf" in wandb_run_name(cfg)
+    # the user's own choice of data wins
+    cfg = compose_cfg("evaluate", [f"checkpoint={run / 'sft' / 'hf'}", "data=ood"], tmp_path)
+    assert adopt_run_data(cfg, [f"checkpoint={run / 'sft' / 'hf'}", "data=ood"]) is None
+    assert wandb_run_name(cfg).endswith("on ood")

@@ -111,3 +111,49 @@ def test_bad_input_in_process(args, words, capsys):
 def test_no_argument_prints_usage(capsys):
     assert main([]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+class CountingEngine(ScriptedEngine):
+    """ScriptedEngine that records how many times it was built and called (one load, one batch)."""
+
+    built = 0
+    calls: list[int] = []
+
+    def __init__(self, model, tokenizer, script: str, **hf_options):
+        super().__init__(model, tokenizer, script)
+        CountingEngine.built += 1
+
+    def generate(self, prompt_token_ids, n, sampling):
+        CountingEngine.calls.append(len(prompt_token_ids))
+        return super().generate(prompt_token_ids, n, sampling)
+
+
+def test_several_functions_from_args_file_and_stdin_one_load_one_batch(tiny_checkpoint, tmp_path, capsys,
+                                                                     monkeypatch):
+    import io
+
+    listing = tmp_path / "functions.txt"
+    listing.write_text("# one a line\nsin(x^2)\n\nx^3 log(x)\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("cos(3x)\n"))
+    import importlib
+
+    engine = importlib.import_module("tests.test_predict").CountingEngine  # the class Hydra instantiates
+    engine.built, engine.calls = 0, []
+    rc = main(["x^x", "--file", str(listing), "-", f"checkpoint={tiny_checkpoint}",
+               "rollout._target_=tests.test_predict.CountingEngine", "+rollout.script=right"])
+    out = capsys.readouterr().out
+    assert rc == 0 and engine.built == 1 and engine.calls == [4]
+    fs = [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("f(x)")]
+    assert [f.split("(read from ")[1] for f in fs] == ["'x^x')", "'sin(x^2)')", "'x^3 log(x)')", "'cos(3x)')"]
+    assert out.strip().endswith("1/4 correct")  # the scripted answer is x^x's derivative only
+
+
+def test_missing_function_and_help(capsys):
+    assert main([f"checkpoint={ROOT}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no function given") and "usage:" in err
+    assert main(["--file", "/no/such/list.txt"]) == 2
+    assert "cannot read --file /no/such/list.txt" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "checkpoint:" in out and "max_new_tokens" in out and "--file" in out

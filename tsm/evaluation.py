@@ -33,6 +33,18 @@ class EvalResult:
     answers: list[list[str | None]] = field(default_factory=list)  # the boxed text judged
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (Chen et al. 2021)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:
+        return 1.0
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):  # prod_{i=n-c+1}^{n} (1 - k/i), numerically stable
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong
+
+
 def summarize(
     scores: Sequence[Sequence[Any]],
     response_tokens: Sequence[Sequence[int]] | None = None,
@@ -58,6 +70,9 @@ def summarize(
 
     m["accuracy@1/ci95_low"], m["accuracy@1/ci95_high"] = wilson_interval(
         sum(bool(g[0].correct) for g in scores), n_prompts)
+    if k > 1:  # unbiased pass@j over all k samples (Chen et al. 2021), beside "any of the first k"
+        for j in sorted({2 ** i for i in range(k.bit_length()) if 2 ** i <= k} | {k}):
+            m[f"pass@{j}"] = sum(pass_at_k(k, sum(bool(s.correct) for s in g), j) for g in scores) / n_prompts
     if response_tokens is not None:
         lens = [t for group in response_tokens for t in group]
         m["response_tokens/mean"] = sum(lens) / max(1, len(lens))
@@ -157,6 +172,44 @@ def generate_and_score(
 
 
 # -- evaluate.py ---------------------------------------------------------------------------------
+
+
+def run_folder_of(checkpoint: str) -> Path | None:
+    """The train.py run folder a checkpoint lives in (``<run>/<stage>/hf``, ``.../checkpoints/hf-step<N>``,
+    a ``.ckpt``): the nearest folder up the tree whose ``config.yaml`` has ``stages`` and ``data``."""
+    from omegaconf import OmegaConf
+
+    path = Path(str(checkpoint)).expanduser()
+    if not path.exists():
+        return None
+    for folder in [path.absolute(), *path.absolute().parents][:5]:
+        conf = folder / "config.yaml"
+        if conf.is_file():
+            try:
+                run_cfg = OmegaConf.load(conf)
+            except Exception:  # noqa: BLE001 - not a run's config: keep looking
+                continue
+            if "stages" in run_cfg and "data" in run_cfg:
+                return folder
+    return None
+
+
+def adopt_run_data(cfg, user_overrides: Sequence[str]) -> Path | None:
+    """When ``cfg.checkpoint`` belongs to a train.py run and the user chose no data
+    (``data=``/``data.*``/``data_path=``), score on the run's own test split: its ``evaluate.data``
+    when it had one, else its ``data``. Returns the run folder it read, or None."""
+    from omegaconf import OmegaConf, open_dict
+
+    if cfg.get("responses") or any(o.lstrip("+~").startswith(("data=", "data.", "data_path=")) for o in user_overrides):
+        return None
+    folder = run_folder_of(cfg.checkpoint)
+    if folder is None:
+        return None
+    run_cfg = OmegaConf.load(folder / "config.yaml")
+    data = OmegaConf.select(run_cfg, "evaluate.data") or run_cfg.data
+    with open_dict(cfg):
+        cfg.data = data
+    return folder
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -275,6 +328,9 @@ def _generate(cfg, rows, gts, types, reward) -> EvalResult:
 
 
 def _score_responses(rows, gts, types, reward) -> EvalResult:
+    for r in rows:  # a plain-string column is one response per row, not a list of characters
+        if isinstance(r["responses"], str):
+            r["responses"] = [r["responses"]]
     n = len(rows[0]["responses"])
     if any(len(r["responses"]) != n for r in rows):
         raise ValueError("every row needs the same number of responses")
@@ -309,6 +365,23 @@ def _title(cfg, n_rows: int) -> str:
             f"max {s.max_new_tokens} new tokens")
 
 
+def wandb_run_name(cfg) -> str:
+    """``evaluate <checkpoint> on <data>``: e.g. ``evaluate tsm-diff-5m on test(s0.5, seed 100, 5000)``."""
+    if cfg.get("responses"):
+        what = f"responses {Path(str(cfg.responses)).parent.name}/{Path(str(cfg.responses)).name}"
+    else:
+        ck = Path(str(cfg.checkpoint))
+        what = "/".join(ck.parts[-3:]) if len(ck.parts) > 1 else str(cfg.checkpoint)
+    data = cfg.get("data") or {}
+    if str(data.get("_target_", "")).endswith("OODSpec"):
+        on = "ood"
+    elif cfg.get("data_path"):
+        on = Path(str(cfg.data_path)).name
+    else:
+        on = f"test(s{data.get('simplicity')}, seed {data.get('seed')}, {data.get('n_test')})"
+    return f"evaluate {what} on {on}"
+
+
 def run_evaluation(cfg) -> dict[str, float]:
     """Generate (or read) responses, score them; write metrics.json, responses.parquet, the chart.
 
@@ -330,6 +403,11 @@ def run_evaluation(cfg) -> dict[str, float]:
     log = logging.getLogger("tsm")
     out = Path(cfg.paths.output_dir)
     print_config_tree(cfg, out)
+    if cfg.wandb.get("name") in (None, cfg.get("task_name")):  # name W&B runs by what they measure
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            cfg.wandb.name = wandb_run_name(cfg)
     run = report.start_wandb(cfg.wandb, cfg, out)
     ok = False
     try:
@@ -356,8 +434,9 @@ def run_evaluation(cfg) -> dict[str, float]:
             metrics["decoding"] = ("greedy" if s.temperature == 0 and s.get("num_beams", 1) <= 1 else
                                    f"beam search ({s.num_beams} beams)" if s.temperature == 0 else
                                    f"sampling T={s.temperature} top_p={s.top_p} top_k={s.top_k}")
-        table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc}
-                                      for r, resp, sc in zip(rows, result.responses, result.scores)])
+        table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
+                                      for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
+                                                                       result.answers, result.reasons)])
         write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
         text = json.dumps(metrics, indent=2)
         write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))

@@ -1,8 +1,10 @@
-"""``python -m tsm.predict "<f(x)>" [overrides]``: one function in, the model's derivative out.
+"""``python -m tsm.predict "<f(x)>" ["<g(x)>" ...] [overrides]``: functions in, the model's derivatives out.
 
-The first argument is f(x) in LaTeX or plain form (read by :func:`tsm.math.parse.parse_expression`,
-the reward's parser); the rest are Hydra overrides of ``conf/predict.yaml`` (``checkpoint=``,
-``sampling.max_new_tokens=``, ``rollout=vllm``, ...). The prompt is built as the dataset builds
+Arguments of the form ``key=value`` are Hydra overrides of ``conf/predict.yaml`` (``checkpoint=``,
+``sampling.max_new_tokens=``, ``rollout=vllm``, ...); every other argument is a function f(x) in
+LaTeX or plain form (read by :func:`tsm.math.parse.parse_expression`, the reward's parser);
+``--file PATH`` reads one function a line from a file, ``-`` from stdin. The model is loaded once
+and answers all of them in one batch. The prompt is built as the dataset builds
 one (:meth:`DifferentiationTask.pose`, Diff-TSM's system prompt), the model answers once (greedy
 by default), and the boxed answer is scored by :func:`tsm.reward.score` against
 ``sympy.diff(f, x)``. Prints f, the prompt, the response, the extracted answer, the verdict and
@@ -13,6 +15,7 @@ the true derivative. Exit status: 0 when the model answered (right or wrong), 2 
 from __future__ import annotations
 
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,9 @@ from tsm.tasks.differentiation import DifferentiationProblem, DifferentiationTas
 
 _CONF = str(Path(__file__).resolve().parents[1] / "conf")
 _X = sympy.Symbol("x")
-USAGE = 'usage: python -m tsm.predict "<f(x)>" [checkpoint=<HF folder | .ckpt | hub id | embedded>] [overrides]'
+USAGE = ('usage: python -m tsm.predict "<f(x)>" ["<g(x)>" ...] [--file PATH | -] '
+         '[checkpoint=<shipped name | HF folder | .ckpt | hub id | embedded>] [key=value ...]')
+_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
 
 
 class BadInput(ValueError):
@@ -65,24 +70,30 @@ def pose(f: sympy.Expr, variations: bool = False, seed: int = 0
 
 def predict(cfg, f: sympy.Expr) -> Prediction:
     """Load ``cfg.checkpoint``, generate once for f, score the answer."""
+    return predict_many(cfg, [f])[0]
+
+
+def predict_many(cfg, functions: list[sympy.Expr]) -> list[Prediction]:
+    """Load ``cfg.checkpoint`` once, answer every function in one batch, score each answer."""
     from hydra.utils import instantiate
 
     from tsm.data.sft import encode_prompt
     from tsm.evaluation import build_engine, close_engine, resolve_checkpoint
     from tsm.models import load_checkpoint
 
-    problem, messages = pose(f, cfg.variations, cfg.seed)
+    posed = [pose(f, cfg.variations, cfg.seed) for f in functions]
     try:
         model, tokenizer = load_checkpoint(resolve_checkpoint(cfg.checkpoint))
     except (ValueError, OSError) as exc:  # no such folder/file, not a hub id, hub unreachable
         raise BadInput(f"cannot load checkpoint={cfg.checkpoint}: {exc}") from exc
     engine = build_engine(cfg.rollout, model, tokenizer, cfg.bf16)
     try:
-        rollouts = engine.generate([encode_prompt(tokenizer, messages)], n=1, sampling=instantiate(cfg.sampling))
+        rollouts = engine.generate([encode_prompt(tokenizer, m) for _, m in posed], n=1,
+                                   sampling=instantiate(cfg.sampling))
     finally:
         close_engine(engine)
-    response = rollouts.texts[0]
-    return Prediction(problem, messages, response, score(response, problem.derivative_sympy))
+    return [Prediction(problem, messages, response, score(response, problem.derivative_sympy))
+            for (problem, messages), response in zip(posed, rollouts.texts)]
 
 
 def format_prediction(p: Prediction, text: str) -> str:
@@ -104,20 +115,62 @@ def format_prediction(p: Prediction, text: str) -> str:
     ])
 
 
+def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(function texts, Hydra overrides): ``key=value`` is an override; ``--file PATH`` and ``-``
+    (stdin) add one function a line (blank lines and ``#`` comments skipped); the rest are functions."""
+    texts: list[str] = []
+    overrides: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--file", "-f"):
+            path = next(it, None)
+            if path is None:
+                raise BadInput("--file needs a path")
+            try:
+                lines = Path(path).read_text().splitlines()
+            except OSError as exc:
+                raise BadInput(f"cannot read --file {path}: {exc.strerror or exc}") from exc
+            texts += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        elif arg == "-":
+            texts += [ln.strip() for ln in sys.stdin.read().splitlines()
+                      if ln.strip() and not ln.lstrip().startswith("#")]
+        elif _OVERRIDE.match(arg):
+            overrides.append(arg)
+        else:
+            texts.append(arg)
+    return texts, overrides
+
+
+def help_text() -> str:
+    """The usage line, and the knobs: conf/predict.yaml with its comments."""
+    conf = (Path(_CONF) / "predict.yaml").read_text()
+    return (f"{USAGE}\n\nExamples:\n"
+            '  python -m tsm.predict "e^(2x) sin(14x)" checkpoint=tsm-diff-5m\n'
+            '  python -m tsm.predict "sin(x^2)" "x^3 log(x)" checkpoint=models/tsm-diff-5m\n'
+            "  python -m tsm.predict --file functions.txt checkpoint=tsm-diff-5m sampling.temperature=0.1\n"
+            "  echo 'cos(3x)' | python -m tsm.predict - checkpoint=tsm-diff-5m\n\n"
+            f"Knobs (conf/predict.yaml; override as key=value, rollout=vllm for vLLM):\n{conf}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, file=sys.stderr if not argv else sys.stdout)
-        return 2 if not argv else 0
-    text, overrides = argv[0], argv[1:]
+    if argv and argv[0] in ("-h", "--help"):
+        print(help_text())
+        return 0
     try:
-        f = read_function(text)
+        texts, overrides = split_args(argv)
+        if not texts:
+            raise BadInput("no function given (the first argument that is not key=value is f(x); "
+                           'e.g. python -m tsm.predict "sin(x^2)" checkpoint=tsm-diff-5m)')
+        functions = [read_function(t) for t in texts]
         cfg = _compose(overrides)
-        p = predict(cfg, f)
+        predictions = predict_many(cfg, functions)
     except BadInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}\n{USAGE}", file=sys.stderr)
         return 2
-    print(format_prediction(p, text))
+    print("\n\n".join(format_prediction(p, t) for p, t in zip(predictions, texts)))
+    if len(predictions) > 1:
+        print(f"\n{sum(p.score.correct for p in predictions)}/{len(predictions)} correct")
     return 0
 
 

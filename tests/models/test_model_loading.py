@@ -189,3 +189,15 @@ def test_local_source_loads_in_requested_dtype(tmp_path):
     loaded, _ = load_model_and_tokenizer(spec)
     assert loaded.dtype == torch.bfloat16
     assert loaded.config._attn_implementation == "eager"
+
+
+def test_export_sets_max_new_tokens_for_plain_generate(tmp_path):
+    import json
+
+    from tsm.models import TINY_PRESETS, build_math_tokenizer, build_tiny_model, save_hf
+    from tsm.models.loading import EXPORT_MAX_NEW_TOKENS
+
+    tok = build_math_tokenizer()
+    folder = save_hf(build_tiny_model(TINY_PRESETS["tiny_1m"], tok, seed=0), tok, tmp_path / "hf")
+    assert json.loads((folder / "generation_config.json").read_text())["max_new_tokens"] == EXPORT_MAX_NEW_TOKENS
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # staged and renamed, nothing left

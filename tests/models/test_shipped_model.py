@@ -40,6 +40,20 @@ def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct():
     assert score(answer, "2*x*cos(x**2)").correct, answer
 
 
+def test_plain_generate_without_arguments_gives_the_whole_answer():
+    # generation_config.json carries max_new_tokens, so transformers' 20-token default never cuts it
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(FOLDER)
+    model = AutoModelForCausalLM.from_pretrained(FOLDER).eval()
+    assert model.generation_config.max_new_tokens >= 128
+    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert answer.count("{") == answer.count("}") and "\\boxed{" in answer and answer.rstrip().endswith("$"), answer
+
+
 def test_tsm_entry_points_take_the_short_name(tmp_path):
     from omegaconf import open_dict
 

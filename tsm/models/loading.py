@@ -66,6 +66,7 @@ def shipped_model(name: str) -> Path | None:
     folder = SHIPPED_MODELS_DIR / str(name)
     return folder if (folder / "config.json").is_file() else None
 OFFLINE_ALTERNATIVE = "use model=smollm2_135m (embedded, offline) or model.path=/local/folder"
+EXPORT_MAX_NEW_TOKENS = 256  # written to every export's generation_config.json (answers need ~40; steps more)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -205,6 +206,10 @@ def save_hf(
     if not tokenizer.chat_template:
         raise ValueError("save_hf: the tokenizer has no chat template; the export needs one")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.max_new_tokens is None:
+        # plain `model.generate` would stop at transformers' 20-token default, mid-answer
+        gen.max_new_tokens = EXPORT_MAX_NEW_TOKENS
     from tsm.atomic import temp_path
 
     staging = temp_path(folder)  # .<name>.tmp-<pid>: removed by the next run if this one is killed
