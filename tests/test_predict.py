@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from typing import ClassVar
 import sys
 from pathlib import Path
 
@@ -117,7 +118,7 @@ class CountingEngine(ScriptedEngine):
     """ScriptedEngine that records how many times it was built and called (one load, one batch)."""
 
     built = 0
-    calls: list[int] = []
+    calls: ClassVar[list[int]] = []
 
     def __init__(self, model, tokenizer, script: str, **hf_options):
         super().__init__(model, tokenizer, script)

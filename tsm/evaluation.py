@@ -187,7 +187,7 @@ def run_folder_of(checkpoint: str) -> Path | None:
         if conf.is_file():
             try:
                 run_cfg = OmegaConf.load(conf)
-            except Exception:  # noqa: BLE001 - not a run's config: keep looking
+            except Exception:  # noqa: BLE001, S112 - not a run's config: keep looking
                 continue
             if "stages" in run_cfg and "data" in run_cfg:
                 return folder
