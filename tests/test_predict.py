@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-from typing import ClassVar
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow.parquet as pq
 import pytest
