@@ -7,6 +7,7 @@ Accuracy@1 before and after training.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -21,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("tsm")
 
 
-def print_config_tree(cfg: DictConfig, save_dir: Path | None = None) -> str:
-    """The resolved config as a rich tree (printed), saved as text and YAML beside the run."""
+def print_config_tree(cfg: DictConfig, save_dir: Path | None = None, show: bool | None = None) -> str:
+    """The resolved config as a rich tree, saved as text and YAML beside the run; printed whole only
+    with ``show`` (default: ``console.print_config``), else summarized in one log line."""
     import rich.syntax
     import rich.tree
     from rich.console import Console
@@ -32,13 +34,42 @@ def print_config_tree(cfg: DictConfig, save_dir: Path | None = None) -> str:
         branch = tree.add(str(key))
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         branch.add(rich.syntax.Syntax(text, "yaml"))
-    console = Console(record=True, width=110)
+    if show is None:
+        show = bool(OmegaConf.select(cfg, "console.print_config", default=False))
+    import io
+
+    console = Console(record=True, width=110, **({} if show else {"file": io.StringIO()}))
     console.print(tree)
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
         (save_dir / "config_tree.txt").write_text(console.export_text())
         (save_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if not show:
+        log.info("Config: %s (whole tree: %s; console.print_config=true prints it)", config_summary(cfg),
+                 (save_dir / "config_tree.txt") if save_dir is not None else "not saved")
     return console.export_text()
+
+
+def config_summary(cfg: DictConfig) -> str:
+    """One line: task, stages with their steps and lr, model, data, init/resume points."""
+    sel = functools.partial(OmegaConf.select, cfg, default=None)
+    parts = [f"task {sel('task_name')}"]
+    for stage in sel("stages") or []:
+        parts.append(f"{stage} {sel(f'{stage}.max_steps')} steps x {sel(f'{stage}.data_module.batch_size')}, "
+                     f"lr {sel(f'{stage}.module.optimizer.lr')}")
+    model = sel("model.name") or sel("model.path") or sel("checkpoint")
+    if model:
+        parts.append(f"model {model}")
+    data = sel("data")
+    if isinstance(data, DictConfig):
+        target = str(data.get("_target_", ""))
+        parts.append("data ood" if target.endswith("OODSpec") else
+                     f"data simplicity {data.get('simplicity')}, seed {data.get('seed')}, "
+                     f"{data.get('n_train')} train / {data.get('n_test')} test")
+    for key in ("init_from", "ckpt_path"):
+        if sel(key):
+            parts.append(f"{key} {sel(key)}")
+    return "; ".join(parts)
 
 
 def load_policy(cfg: DictConfig, init_from: str | Path | None = None):
@@ -93,8 +124,13 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
 
 
 def user_callbacks(cfg: DictConfig) -> list:
-    """The run's ``callbacks:`` (name -> Lightning callback config), added to every stage's trainer."""
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    """The run's ``callbacks:`` (name -> Lightning callback config), added to every stage's trainer,
+    after the whole-run progress (``console.progress``)."""
+    from tsm.console import RunProgress
+
+    extra = [RunProgress(OmegaConf.select(cfg, "console.every_n_steps", default=None))] \
+        if OmegaConf.select(cfg, "console.progress", default=True) else []
+    return extra + [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
 
 def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
@@ -198,6 +234,9 @@ def resume_point(cfg: DictConfig) -> tuple[int, Path | None, Path | None]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Runs every stage in ``cfg.stages``; returns the metrics also written to metrics.json."""
+    from tsm.console import quiet_libraries
+
+    quiet_libraries()
     out = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg, out)
