@@ -2,7 +2,7 @@
 
 A checkpoint inside a train.py run folder is scored on that run's own test split unless ``data=``
 is given; ``data=ood`` for the out-of-distribution set, ``rollout=vllm`` for vLLM's batching, ``wandb.enabled=false``
-for no W&B run (offline by default). All logic lives in ``tsm.evaluation``; see conf/evaluate.yaml.
+for no W&B run (offline by default). All logic lives in ``tsm.evaluation_cli`` (over the core ``tsm.evaluation``); see conf/evaluate.yaml.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger("tsm")
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
-    from tsm.evaluation import adopt_run_data, run_evaluation
+    from tsm.evaluation_cli import adopt_run_data, run_evaluation
     from tsm.validate import check_evaluate
 
     run = adopt_run_data(cfg, HydraConfig.get().overrides.task)

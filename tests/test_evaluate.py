@@ -94,7 +94,7 @@ def without_timing(m: dict) -> dict:
 
 
 def test_round_trip_matches_training_val_accuracy(memorized):
-    from tsm.evaluation import run_evaluation
+    from tsm.evaluation_cli import run_evaluation
 
     train_cfg, out, tmp = memorized
     logged = [float(r["val/accuracy@1"]) for r in csv_metrics(out) if r.get("val/accuracy@1")]
@@ -117,7 +117,7 @@ def test_round_trip_matches_training_val_accuracy(memorized):
 @pytest.mark.vllm
 def test_vllm_rollout_gives_the_same_greedy_verdicts(memorized):
     pytest.importorskip("vllm")
-    from tsm.evaluation import run_evaluation
+    from tsm.evaluation_cli import run_evaluation
 
     train_cfg, out, tmp = memorized
     logged = [float(r["val/accuracy@1"]) for r in csv_metrics(out) if r.get("val/accuracy@1")]
@@ -133,7 +133,7 @@ def test_vllm_rollout_gives_the_same_greedy_verdicts(memorized):
 
 def test_scoring_mode_equals_row_by_row_score(tmp_path, data_dir):
     from tsm.data.build import build_dataset
-    from tsm.evaluation import run_evaluation
+    from tsm.evaluation_cli import run_evaluation
 
     cfg = eval_cfg(tmp_path, "score", data_dir=data_dir)
     rows = pq.read_table(build_dataset(instantiate(cfg.data)).test).to_pylist()[:12]
@@ -184,7 +184,7 @@ def test_pass_at_k_is_chens_unbiased_estimator():
 def test_ood_with_wandb_writes_metrics_table_chart_and_run(tiny_hf, tmp_path, caplog):
     import wandb
 
-    from tsm.evaluation import run_evaluation
+    from tsm.evaluation_cli import run_evaluation
 
     cfg = eval_cfg(tmp_path, "ood", "data=ood", f"checkpoint={tiny_hf}", "n_rows=12", "sampling.max_new_tokens=4",
                    "wandb.enabled=true", "wandb.mode=offline", "wandb.table_rows=5")
@@ -213,7 +213,7 @@ def test_ood_with_wandb_writes_metrics_table_chart_and_run(tiny_hf, tmp_path, ca
 def test_wandb_run_is_finished_after_a_failure(tmp_path):
     import wandb
 
-    from tsm.evaluation import run_evaluation
+    from tsm.evaluation_cli import run_evaluation
 
     cfg = eval_cfg(tmp_path, "fail", "data=ood", "checkpoint=/no/such/folder", "wandb.enabled=true",
                    "wandb.mode=offline")
@@ -297,7 +297,7 @@ def test_cli_prints_table_and_output_dir(tiny_hf, tmp_path):
 def test_a_runs_checkpoint_is_scored_on_the_runs_own_data(tmp_path):
     from omegaconf import OmegaConf
 
-    from tsm.evaluation import adopt_run_data, run_folder_of, wandb_run_name
+    from tsm.evaluation_cli import adopt_run_data, run_folder_of, wandb_run_name
 
     run = tmp_path / "outputs" / "quickstart" / "2026-01-01_00-00-00-000001"
     hf = run / "sft" / "checkpoints" / "hf-step4"

@@ -1,7 +1,7 @@
 """Generate responses for prompts, score them with the reward, and summarize as Accuracy@k.
 
 Used by the SFT stage's ``val/accuracy@1``, by ``train.py``'s before/after test evaluation and
-by ``evaluate.py`` (:func:`run_evaluation`). Metric names match the logs: ``accuracy@1`` is the
+by ``evaluate.py`` (:func:`tsm.evaluation_cli.run_evaluation`, which this core never imports). Metric names match the logs: ``accuracy@1`` is the
 first sample of each prompt, ``accuracy@k`` any of the ``n`` samples, ``accuracy/<type>`` and
 ``count/<type>`` the per-``function_type`` Accuracy@1 and prompt count, ``rollout/*`` the
 generation throughput (wall clock around the engine's ``generate``, so engines compare fairly).
@@ -174,44 +174,6 @@ def generate_and_score(
 # -- evaluate.py ---------------------------------------------------------------------------------
 
 
-def run_folder_of(checkpoint: str) -> Path | None:
-    """The train.py run folder a checkpoint lives in (``<run>/<stage>/hf``, ``.../checkpoints/hf-step<N>``,
-    a ``.ckpt``): the nearest folder up the tree whose ``config.yaml`` has ``stages`` and ``data``."""
-    from omegaconf import OmegaConf
-
-    path = Path(str(checkpoint)).expanduser()
-    if not path.exists():
-        return None
-    for folder in [path.absolute(), *path.absolute().parents][:5]:
-        conf = folder / "config.yaml"
-        if conf.is_file():
-            try:
-                run_cfg = OmegaConf.load(conf)
-            except Exception:  # noqa: BLE001, S112 - not a run's config: keep looking
-                continue
-            if "stages" in run_cfg and "data" in run_cfg:
-                return folder
-    return None
-
-
-def adopt_run_data(cfg, user_overrides: Sequence[str]) -> Path | None:
-    """When ``cfg.checkpoint`` belongs to a train.py run and the user chose no data
-    (``data=``/``data.*``/``data_path=``), score on the run's own test split: its ``evaluate.data``
-    when it had one, else its ``data``. Returns the run folder it read, or None."""
-    from omegaconf import OmegaConf, open_dict
-
-    if cfg.get("responses") or any(o.lstrip("+~").startswith(("data=", "data.", "data_path=")) for o in user_overrides):
-        return None
-    folder = run_folder_of(cfg.checkpoint)
-    if folder is None:
-        return None
-    run_cfg = OmegaConf.load(folder / "config.yaml")
-    data = OmegaConf.select(run_cfg, "evaluate.data") or run_cfg.data
-    with open_dict(cfg):
-        cfg.data = data
-    return folder
-
-
 def resolve_checkpoint(checkpoint: str) -> str:
     """A Lightning ``.ckpt`` maps to the HF folder saved beside it at the same step; others pass through."""
     if not str(checkpoint).endswith(".ckpt"):
@@ -263,21 +225,6 @@ def format_table(metrics: dict[str, float], title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _dataset_rows(cfg) -> list[dict[str, Any]]:
-    """The rows to evaluate: ``data_path``, else the test split of the ``data`` config."""
-    from hydra.utils import instantiate
-
-    from tsm.data.build import DatasetSpec, build_dataset
-    from tsm.data.datamodule import read_rows
-
-    if cfg.data_path:
-        return read_rows(cfg.data_path)
-    spec = instantiate(cfg.data)
-    # a generated spec goes through build_dataset; other sources (tsm.data.ood) build themselves
-    files = build_dataset(spec, progress=True) if isinstance(spec, DatasetSpec) else spec.build(progress=True)
-    return read_rows(str(files.test))
-
-
 def build_engine(rollout_cfg, model, tokenizer, bf16: bool = False):
     """``instantiate(rollout_cfg)(model=, tokenizer=)``; ``bf16`` decodes in bfloat16: the HF
     engine under bf16 autocast (``autocast_dtype``), an engine with weights of its own (vLLM) with
@@ -304,150 +251,3 @@ def close_engine(engine) -> None:
     close = getattr(engine, "close", None)  # frees vLLM; HF has nothing to free
     if close is not None:
         close()
-
-
-def _generate(cfg, rows, gts, types, reward) -> EvalResult:
-    import logging
-
-    from hydra.utils import instantiate
-
-    from tsm.data.sft import encode_prompt
-    from tsm.models import load_checkpoint
-
-    ckpt = resolve_checkpoint(cfg.checkpoint)
-    logging.getLogger("tsm").info("Loading checkpoint %s", ckpt)
-    model, tokenizer = load_checkpoint(ckpt)
-    engine = build_engine(cfg.rollout, model, tokenizer, cfg.bf16)
-    try:
-        return generate_and_score(
-            engine, [encode_prompt(tokenizer, r["prompt"]) for r in rows], gts,
-            instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types, progress=True,
-        )
-    finally:
-        close_engine(engine)
-
-
-def _score_responses(rows, gts, types, reward) -> EvalResult:
-    for r in rows:  # a plain-string column is one response per row, not a list of characters
-        if isinstance(r["responses"], str):
-            r["responses"] = [r["responses"]]
-    n = len(rows[0]["responses"])
-    if any(len(r["responses"]) != n for r in rows):
-        raise ValueError("every row needs the same number of responses")
-    responses = [list(r["responses"]) for r in rows]
-    groups = score_groups(reward, responses, gts)
-    return EvalResult(
-        metrics=summarize(groups, function_types=types), responses=responses,
-        scores=[[s.value for s in g] for g in groups], reasons=[[s.reason for s in g] for g in groups],
-        answers=[[s.answer for s in g] for g in groups],
-    )
-
-
-def _data_label(cfg) -> str:
-    if cfg.data_path:
-        return str(cfg.data_path)
-    try:  # the config group choice (data=ood) when run through Hydra's app
-        from hydra.core.hydra_config import HydraConfig
-
-        return f"data={HydraConfig.get().runtime.choices['data']}"
-    except (ValueError, KeyError):
-        return str(cfg.data.get("_target_", "data")).rsplit(".", 1)[-1]
-
-
-def _title(cfg, n_rows: int) -> str:
-    source = f"responses {cfg.responses}" if cfg.responses else f"checkpoint {cfg.checkpoint}"
-    data = _data_label(cfg)
-    if cfg.responses:
-        return f"Evaluation of {source} ({n_rows} rows)"
-    s = cfg.sampling
-    how = "greedy" if s.temperature == 0 else f"T={s.temperature}, top_p={s.top_p}, top_k={s.top_k}"
-    return (f"Evaluation of {source} on {data}: {n_rows} rows x {cfg.n_samples} sample(s), {how}, "
-            f"max {s.max_new_tokens} new tokens")
-
-
-def wandb_run_name(cfg) -> str:
-    """``evaluate <checkpoint> on <data>``: e.g. ``evaluate tsm-diff-5m on test(s0.5, seed 100, 5000)``."""
-    if cfg.get("responses"):
-        what = f"responses {Path(str(cfg.responses)).parent.name}/{Path(str(cfg.responses)).name}"
-    else:
-        ck = Path(str(cfg.checkpoint))
-        what = "/".join(ck.parts[-3:]) if len(ck.parts) > 1 else str(cfg.checkpoint)
-    data = cfg.get("data") or {}
-    if str(data.get("_target_", "")).endswith("OODSpec"):
-        on = "ood"
-    elif cfg.get("data_path"):
-        on = Path(str(cfg.data_path)).name
-    else:
-        on = f"test(s{data.get('simplicity')}, seed {data.get('seed')}, {data.get('n_test')})"
-    return f"evaluate {what} on {on}"
-
-
-def run_evaluation(cfg) -> dict[str, float]:
-    """Generate (or read) responses, score them; write metrics.json, responses.parquet, the chart.
-
-    The W&B run (``cfg.wandb.enabled``) starts first and is finished in all cases, marked failed
-    after an exception, so one failed multirun job leaves no run open for the next.
-    """
-    import json
-    import logging
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from hydra.utils import instantiate
-
-    from tsm import evaluation_report as report
-    from tsm.atomic import write_atomic
-    from tsm.data.datamodule import read_rows
-    from tsm.pipeline import print_config_tree
-
-    log = logging.getLogger("tsm")
-    out = Path(cfg.paths.output_dir)
-    print_config_tree(cfg, out)
-    if cfg.wandb.get("name") in (None, cfg.get("task_name")):  # name W&B runs by what they measure
-        from omegaconf import open_dict
-
-        with open_dict(cfg):
-            cfg.wandb.name = wandb_run_name(cfg)
-    run = report.start_wandb(cfg.wandb, cfg, out)
-    ok = False
-    try:
-        with instantiate(cfg.reward) as reward:
-            if cfg.responses:
-                rows = read_rows(cfg.responses)
-                if not rows or "responses" not in rows[0]:
-                    raise ValueError(f"{cfg.responses} has no 'responses' column")
-            else:
-                rows = _dataset_rows(cfg)
-            if cfg.n_rows is not None:
-                rows = rows[: cfg.n_rows]
-            if not rows:
-                raise ValueError("no rows to evaluate")
-            gts = [r["reward_model"]["ground_truth"] for r in rows]
-            types = [r.get("extra_info", {}).get("function_type", "unknown") for r in rows]
-            if cfg.responses:
-                result = _score_responses(rows, gts, types, reward)
-            else:
-                result = _generate(cfg, rows, gts, types, reward)
-        metrics = result.metrics
-        if not cfg.responses:  # which decoding gave this Accuracy@1: greedy or Diff-TSM's sampling
-            s = cfg.sampling
-            metrics["decoding"] = ("greedy" if s.temperature == 0 and s.get("num_beams", 1) <= 1 else
-                                   f"beam search ({s.num_beams} beams)" if s.temperature == 0 else
-                                   f"sampling T={s.temperature} top_p={s.top_p} top_k={s.top_k}")
-        table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
-                                      for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
-                                                                       result.answers, result.reasons)])
-        write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
-        text = json.dumps(metrics, indent=2)
-        write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))
-        title = _title(cfg, len(rows))
-        png = report.plot_accuracy_by_type(metrics, out / "accuracy_by_type.png", title)
-        if run is not None:
-            report.log_wandb(run, metrics, report.sample_rows(rows, result, cfg.wandb.table_rows))
-        log.info("\n%s", format_table(metrics, title))
-        log.info("Wrote %s, %s, %s", out / "metrics.json", out / "responses.parquet", png)
-        ok = True
-        return metrics
-    finally:
-        if run is not None:
-            report.finish_wandb(run, ok)

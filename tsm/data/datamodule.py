@@ -23,20 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tsm.data.curriculum import Curriculum
 from tsm.data.sft import IGNORE_INDEX, SFT_TARGETS, SFTExample, encode_prompt, iter_examples
-
-
-def read_rows(path: str) -> list[dict[str, Any]]:
-    """Rows of a dataset/responses parquet as dicts; a corrupt file fails with its path in the message."""
-    try:
-        return pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        raise ValueError(f"cannot read parquet {path}: {exc}") from exc
+from tsm.io import read_rows
 
 
 def collate(examples: Sequence[SFTExample], pad_id: int) -> dict[str, torch.Tensor]:

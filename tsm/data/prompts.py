@@ -15,8 +15,9 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from tsm.data.datamodule import StepLoader, read_rows
+from tsm.data.datamodule import StepLoader
 from tsm.data.sft import encode_prompt
+from tsm.io import read_rows
 
 
 def _as_is(item):

