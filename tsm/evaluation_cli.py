@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from tsm.evaluation import (
     EvalResult,
     build_engine,
@@ -86,12 +88,42 @@ def _generate(cfg, rows, gts, types, reward) -> EvalResult:
     model, tokenizer = load_checkpoint(ckpt)
     engine = build_engine(cfg.rollout, model, tokenizer, cfg.bf16)
     try:
-        return generate_and_score(
+        result = generate_and_score(
             engine, [encode_prompt(tokenizer, r["prompt"]) for r in rows], gts,
             instantiate(cfg.sampling), reward, n=cfg.n_samples, function_types=types, progress=True,
         )
+        n_robust = int(OmegaConf.select(cfg, "robustness.n_functions", default=0) or 0)
+        if n_robust > 0:
+            result.metrics.update(_robustness(cfg, engine, tokenizer, reward, rows, result, n_robust))
+        return result
     finally:
         close_engine(engine)
+
+
+def _robustness(cfg, engine, tokenizer, reward, rows, result: EvalResult, n_functions: int) -> dict[str, float]:
+    """Variants of the first ``n_functions`` solved rows (tsm.robustness), answered greedily."""
+    import logging
+
+    from tsm.data.ood import pose_function
+    from tsm.data.sft import encode_prompt
+    from tsm.math.parse import parse_expression
+    from tsm.robustness import consistency, make_variants
+    from tsm.rollout.base import SamplingParams
+
+    solved = [parse_expression(r["extra_info"]["function_sympy"])
+              for r, sc in zip(rows, result.scores) if sc and sc[0] >= 1.0][:n_functions]
+    variants = make_variants(solved, seed=int(OmegaConf.select(cfg, "robustness.seed", default=0)))
+    if not variants:
+        return {}
+    posed = [pose_function(v.function, function_type=v.kind) for v in variants]
+    greedy = SamplingParams(max_new_tokens=cfg.sampling.max_new_tokens, temperature=0.0)
+    out = generate_and_score(engine, [encode_prompt(tokenizer, m) for _, m in posed],
+                             [p.derivative_sympy for p, _ in posed], greedy, reward, n=1)
+    correct = [r == "correct" for r, *_ in out.reasons]
+    m = consistency(variants, correct)
+    logging.getLogger("tsm").info("robustness: %d variants of %d solved functions, %.1f%% still solved (greedy)",
+                                  len(variants), len(solved), 100 * m["robustness/consistency"])
+    return m
 
 
 def _score_responses(rows, gts, types, reward) -> EvalResult:

@@ -14,7 +14,6 @@ the true derivative. Exit status: 0 when the model answered (right or wrong), 2 
 
 from __future__ import annotations
 
-import random
 import re
 import sys
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import sympy
 
 from tsm.math.parse import ParseError, parse_expression
 from tsm.reward import Score, score
-from tsm.tasks.differentiation import DifferentiationProblem, DifferentiationTask, canonical_key
+from tsm.tasks.differentiation import DifferentiationProblem
 
 _CONF = str(Path(__file__).resolve().parents[1] / "conf")
 _X = sympy.Symbol("x")
@@ -60,12 +59,9 @@ def read_function(text: str) -> sympy.Expr:
 def pose(f: sympy.Expr, variations: bool = False, seed: int = 0
          ) -> tuple[DifferentiationProblem, list[dict[str, str]]]:
     """The task's problem record for f (f' by sympy) and the chat messages that ask for f'."""
-    from tsm.data.ood import to_latex
+    from tsm.data.ood import pose_function
 
-    d = sympy.diff(f, _X)
-    problem = DifferentiationProblem(f, d, to_latex(f), to_latex(d), "user", canonical_key(f))
-    messages, _ = DifferentiationTask(variations=variations).pose(problem, random.Random(seed))
-    return problem, messages
+    return pose_function(f, variations, seed)
 
 
 def predict(cfg, f: sympy.Expr) -> Prediction:

@@ -119,6 +119,16 @@ def to_latex(expr: sympy.Expr) -> str:
     return text
 
 
+def pose_function(f: sympy.Expr, variations: bool = False, seed: int = 0, function_type: str = "user"
+                  ) -> tuple[DifferentiationProblem, list[dict[str, str]]]:
+    """Any f(x) as the task's problem record (f' by sympy) and the chat messages that ask for f'
+    (the dataset's fixed phrasing, or with ``variations`` one of its phrasings, seeded)."""
+    d = sympy.diff(f, sympy.Symbol("x"))
+    problem = DifferentiationProblem(f, d, to_latex(f), to_latex(d), function_type, canonical_key(f))
+    messages, _ = DifferentiationTask(variations=variations).pose(problem, random.Random(seed))
+    return problem, messages
+
+
 def make_problem(text: str, function_type: str) -> DifferentiationProblem:
     """One hand-written function as the task's problem record; ``ValueError`` when refused."""
     try:
