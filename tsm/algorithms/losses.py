@@ -64,7 +64,6 @@ class PGTerms:
 
     loss: torch.Tensor      # the surrogate to minimize (before the KL term)
     clipped: torch.Tensor   # bool: the clipped branch was the active one (no gradient flows)
-    ratio: torch.Tensor
 
 
 def clipped_pg_per_token(
@@ -84,7 +83,7 @@ def clipped_pg_per_token(
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high) * advantages
     loss = -torch.minimum(unclipped, clipped)
-    return PGTerms(loss=loss, clipped=(clipped < unclipped).detach(), ratio=ratio.detach())
+    return PGTerms(loss=loss, clipped=(clipped < unclipped).detach())
 
 
 def token_weights(

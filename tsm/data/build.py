@@ -463,10 +463,5 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
     return files
 
 
-def spec_from_dict(values: dict[str, Any]) -> DatasetSpec:
-    """A spec from plain values (e.g. a Hydra node without ``_target_``)."""
-    return DatasetSpec(**{k: v for k, v in values.items() if k != "_target_"})
-
-
 __all__ = ["CapacityError", "DatasetFiles", "DatasetSpec", "build_dataset", "example_seed",
-           "generate_candidate", "spec_from_dict", "split_evenly"]
+           "generate_candidate", "split_evenly"]

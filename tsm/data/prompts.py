@@ -28,7 +28,6 @@ def _as_is(item):
 class Prompt:
     token_ids: list[int]
     ground_truth: str
-    function_type: str = ""
 
 
 @dataclass
@@ -90,7 +89,7 @@ class PromptDataModule(L.LightningDataModule):
         for r in rows:
             ids = encode_prompt(self.tokenizer, r["prompt"])
             if len(ids) <= self.max_prompt_length:
-                out.append(Prompt(ids, r["reward_model"]["ground_truth"], r["extra_info"].get("function_type", "")))
+                out.append(Prompt(ids, r["reward_model"]["ground_truth"]))
         return out
 
     def setup(self, stage: str | None = None) -> None:

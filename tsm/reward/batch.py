@@ -92,10 +92,6 @@ class RewardScorer:
         # A copy sent to another process (DDP spawn, DataLoader worker) starts its own pool.
         return {**self.__dict__, "_pool": None}
 
-    def score(self, response: str, ground_truth: str) -> Score:
-        """One item, inline in the caller (no pool)."""
-        return score(response, ground_truth, self.config)
-
     def __call__(self, responses: Sequence[str], ground_truths: Sequence[str]) -> BatchScores:
         if len(responses) != len(ground_truths):
             raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
