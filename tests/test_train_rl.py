@@ -13,7 +13,7 @@ from tests.helpers import TINY_RUN, compose_cfg
 from tests.test_train import csv_metrics, params
 
 GRPO_METRICS = [
-    "train/reward/mean", "train/reward/correct_frac", "train/reward/format_frac", "train/reward/timeouts",
+    "train/reward/mean", "train/reward/correct_frac", "train/reward/parse_rate", "train/reward/timeouts",
     "train/groups_zero_std_frac", "train/clip_frac", "train/kl", "train/entropy", "train/response_len/mean",
     "train/response_len/max", "train/truncated_frac", "rollout/tokens_per_s", "rollout/logprob_diff",
     "time/rollout_s", "time/reward_s", "time/update_s", "val/accuracy@1",

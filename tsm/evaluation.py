@@ -19,8 +19,9 @@ from typing import Any
 
 from tsm.rollout.base import RolloutEngine, Rollouts, SamplingParams
 
-# Score reasons that mean "a box was found and its content parsed"
-_PARSED = {"correct", "wrong"}
+# Score reasons that mean "a box was found and its content parsed": parse_rate (evaluation) and
+# train/reward/parse_rate (GRPO) are this one share
+PARSED_REASONS = frozenset({"correct", "wrong"})
 
 
 @dataclass
@@ -63,7 +64,7 @@ def summarize(
         f"accuracy@{k}": sum(any(s.correct for s in g) for g in scores) / n_prompts,
         "reward/mean": sum(s.value for s in flat) / len(flat),
         "boxed_rate": sum(s.reason != "no_box" for s in flat) / len(flat),
-        "parse_rate": sum(s.reason in _PARSED for s in flat) / len(flat),
+        "parse_rate": sum(s.reason in PARSED_REASONS for s in flat) / len(flat),
         "timeouts": float(sum(s.reason == "timeout" for s in flat)),
     }
     from tsm.stats import wilson_interval

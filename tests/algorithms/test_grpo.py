@@ -196,7 +196,7 @@ def test_all_metrics_logged(tok, tmp_path):
     module = make(tok, group_size=4)
     fit(module, tok, 1, tmp_path)
     expected = {
-        "train/reward/mean", "train/reward/correct_frac", "train/reward/format_frac", "train/reward/timeouts",
+        "train/reward/mean", "train/reward/correct_frac", "train/reward/parse_rate", "train/reward/timeouts",
         "train/groups_zero_std_frac", "train/clip_frac", "train/kl", "train/entropy", "train/response_len/mean",
         "train/response_len/max", "train/truncated_frac", "rollout/tokens_per_s", "rollout/logprob_diff",
         "time/rollout_s", "time/reward_s", "time/update_s",

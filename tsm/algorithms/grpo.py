@@ -39,10 +39,10 @@ import torch.distributed as dist
 from tsm.algorithms import losses
 from tsm.algorithms.schedules import optimizer_with_schedule
 from tsm.data.prompts import Prompt
+from tsm.evaluation import PARSED_REASONS
 from tsm.rollout.base import Rollouts, SamplingParams
 
 # Score reasons meaning a boxed answer was found and parsed (right or wrong)
-_FORMATTED = {"correct", "wrong"}
 
 
 class GRPOModule(L.LightningModule):
@@ -260,7 +260,7 @@ class GRPOModule(L.LightningModule):
             "train/lr": sched.get_last_lr()[0],
             "train/reward/mean": sum(values) / len(values),
             "train/reward/correct_frac": sum(s.correct for s in scores) / len(values),
-            "train/reward/format_frac": sum(s.reason in _FORMATTED for s in scores) / len(values),
+            "train/reward/parse_rate": sum(s.reason in PARSED_REASONS for s in scores) / len(values),
             "train/reward/timeouts": float(scores.n_timeouts),
             "train/groups_zero_std_frac": float(zero_std.float().mean()),
             "train/clip_frac": stats["clipped"] / (tok * self.ppo_epochs),
