@@ -18,20 +18,27 @@ PROMPT = [
 ]
 
 
-def test_folder_is_complete_and_small():
-    names = {p.name for p in FOLDER.iterdir()}
+SHIPPED = [NAME, "tsm-diff-5m-stage2"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_folder_is_complete_and_small(name):
+    folder = ROOT / "models" / name
+    names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= names
-    assert "chat_template.jinja" in names or "chat_template" in (FOLDER / "tokenizer_config.json").read_text()
-    assert sum(p.stat().st_size for p in FOLDER.iterdir()) < 21 * 2**20
+    assert "chat_template.jinja" in names or "chat_template" in (folder / "tokenizer_config.json").read_text()
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 21 * 2**20
+    assert "**Headline**" in (folder / "README.md").read_text()
 
 
-def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct():
+@pytest.mark.parametrize("name", SHIPPED)
+def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct(name):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tsm.reward import score
 
-    tok = AutoTokenizer.from_pretrained(FOLDER)
-    model = AutoModelForCausalLM.from_pretrained(FOLDER).eval()
+    tok = AutoTokenizer.from_pretrained(ROOT / "models" / name)
+    model = AutoModelForCausalLM.from_pretrained(ROOT / "models" / name).eval()
     ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
