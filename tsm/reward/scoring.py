@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from tsm.math.equivalence import GoldValues, equivalent, gold_values
@@ -141,6 +142,26 @@ def _value(reason: str, answer: str, ground_truth: str, cfg: RewardConfig) -> fl
     return cfg.correct_score - cfg.shortness_weight * excess
 
 
+def boxed_answer(response: str, cfg: RewardConfig, is_prefix: Callable[[str], bool], prefix_name: str
+                 ) -> tuple[str | None, str, Score | None]:
+    """The last box of ``response`` and the expression to judge (right of an allowed ``lhs =``
+    prefix), or a refusal ``Score`` (no box, too long/deep, unbalanced, two '=', a bad prefix, empty).
+    Shared by every task's answer check so that all extract and refuse alike."""
+    box = extract_boxed(response, max_chars=cfg.max_answer_chars, max_depth=cfg.max_depth)
+    if box.answer is None:
+        return None, "", Score(0.0, False, box.reason or "no_box")
+    answer = box.answer
+    parts = answer.split("=")
+    if len(parts) > 2:
+        return answer, "", Score(0.0, False, "invalid", answer, "more than one '='")
+    if len(parts) == 2:
+        if not is_prefix(parts[0]):
+            return answer, "", Score(0.0, False, "invalid", answer, f"an '=' that is not {prefix_name}")
+        if not parts[1].strip():
+            return answer, "", Score(0.0, False, "empty", answer)
+    return answer, parts[-1].strip(), None
+
+
 def score(response: str, ground_truth: str, config: RewardConfig | None = None,
           **options: float) -> Score:
     """Judge ``response`` against the gold derivative ``ground_truth`` (plain sympy or LaTeX).
@@ -150,19 +171,9 @@ def score(response: str, ground_truth: str, config: RewardConfig | None = None,
     """
     cfg = RewardConfig(**{**(asdict(config) if config else {}), **options})
     try:
-        box = extract_boxed(response, max_chars=cfg.max_answer_chars, max_depth=cfg.max_depth)
-        if box.answer is None:
-            return Score(0.0, False, box.reason or "no_box")
-        answer = box.answer
-        parts = answer.split("=")
-        if len(parts) > 2:
-            return Score(0.0, False, "invalid", answer, "more than one '='")
-        if len(parts) == 2:
-            if not _is_derivative_prefix(parts[0]):
-                return Score(0.0, False, "invalid", answer, "an '=' that is not a derivative prefix")
-            if not parts[1].strip():
-                return Score(0.0, False, "empty", answer)
-        rhs = parts[-1].strip()
+        answer, rhs, refused = boxed_answer(response, cfg, _is_derivative_prefix, "a derivative prefix")
+        if refused is not None:
+            return refused
         reason, detail = _verdict(rhs, ground_truth, cfg.max_answer_chars)
         return Score(_value(reason, rhs, ground_truth, cfg), reason == "correct", reason, answer,
                      detail)

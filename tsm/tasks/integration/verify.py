@@ -42,8 +42,14 @@ import sympy
 
 from tsm.math.equivalence import GoldValues, equivalent, gold_values
 from tsm.math.parse import ParseError, X, parse_expression
-from tsm.reward.extract import extract_boxed
-from tsm.reward.scoring import _KIND_TO_REASON, _PREFIX_CLEAN, RewardConfig, Score, _gold
+from tsm.reward.scoring import (
+    _KIND_TO_REASON,
+    _PREFIX_CLEAN,
+    RewardConfig,
+    Score,
+    _gold,
+    boxed_answer,
+)
 
 __all__ = ["MAX_DERIVATIVE_NODES", "antiderivative_check", "derivative", "strip_constant",
            "verify"]
@@ -190,20 +196,10 @@ def verify(response: str, integrand: str, config: RewardConfig | None = None) ->
     """
     cfg = config or RewardConfig()
     try:
-        box = extract_boxed(response, max_chars=cfg.max_answer_chars, max_depth=cfg.max_depth)
-        if box.answer is None:
-            return Score(0.0, False, box.reason or "no_box")
-        answer = box.answer
-        parts = answer.split("=")
-        if len(parts) > 2:
-            return Score(0.0, False, "invalid", answer, "more than one '='")
-        if len(parts) == 2:
-            if not _is_prefix(parts[0]):
-                return Score(0.0, False, "invalid", answer,
-                             "an '=' that is not an antiderivative prefix")
-            if not parts[1].strip():
-                return Score(0.0, False, "empty", answer)
-        reason, detail = _verdict(parts[-1].strip(), integrand, cfg.max_answer_chars)
+        answer, rhs, refused = boxed_answer(response, cfg, _is_prefix, "an antiderivative prefix")
+        if refused is not None:
+            return refused
+        reason, detail = _verdict(rhs, integrand, cfg.max_answer_chars)
         value = {"correct": cfg.correct_score, "wrong": cfg.format_score}.get(reason, 0.0)
         return Score(value, reason == "correct", reason, answer, detail)
     except Exception as exc:  # noqa: BLE001 - a reward must not crash training; logged via detail
