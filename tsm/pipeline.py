@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,68 @@ def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rew
         engine.close()
 
 
-STAGE_RUNNERS = {"sft": run_sft_stage, "grpo": run_grpo_stage}
+def run_ei_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
+                 ckpt_path: str | None) -> Path:
+    """Expert iteration (``tsm.algorithms.expert_iteration``): rounds of sample, verify, SFT."""
+    from omegaconf import open_dict
+
+    from tsm.algorithms.expert_iteration import sample_round, write_rows
+    from tsm.models import load_checkpoint
+
+    if ckpt_path:
+        log.info("ei: a .ckpt does not resume expert iteration; finished rounds are skipped instead")
+    if int(stage_cfg.rounds) < 1 or int(stage_cfg.prompts_per_round) < 1 or int(stage_cfg.samples_per_prompt) < 1:
+        raise ValueError("ei: rounds, prompts_per_round and samples_per_prompt must be >= 1")
+    prompt_source = instantiate(stage_cfg.prompts)
+    prompt_source.set_tokenizer(tokenizer)
+    prompt_source.setup("fit")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    record = stage_dir / "rounds.json"
+    history: list[dict[str, Any]] = json.loads(record.read_text()) if record.exists() else []
+    hf = None
+    for r in range(int(stage_cfg.rounds)):
+        round_dir = stage_dir / f"round{r}"
+        done = round_dir / "sft" / "hf"
+        if (done / "config.json").exists():
+            log.info("ei round %d: already done (%s), loading its weights", r, done)
+            trained, _ = load_checkpoint(str(done))
+            model.load_state_dict(trained.state_dict())
+            hf = done
+            continue
+        rows, stats = sample_round(stage_cfg, prompt_source, model, tokenizer, reward, r, cfg.trainer.get("precision"))
+        log.info("ei round %d: pass rate %.1f%% on %d fresh prompts x %d; kept %d prompts (%d responses) "
+                 "in [%.2f, %.2f]; sampling %.0f s", r, 100 * stats["pass_rate/mean"], stats["prompts"],
+                 int(stage_cfg.samples_per_prompt), stats["prompts_kept"], stats["responses_kept"],
+                 float(stage_cfg.min_pass_rate), float(stage_cfg.max_pass_rate), stats["sample_seconds"])
+        if stats["responses_kept"] < int(stage_cfg.sft.data_module.batch_size):
+            log.warning("ei round %d: %d responses kept < one SFT batch (%d); the round trains nothing", r,
+                        stats["responses_kept"], int(stage_cfg.sft.data_module.batch_size))
+            history = [h for h in history if h["round"] != r] + [stats]
+            continue
+        samples = round_dir / "samples.parquet"
+        write_rows(rows, samples)
+        sft_cfg = stage_cfg.sft.copy()
+        with open_dict(sft_cfg):
+            sft_cfg.data_module.sft_target = "responses"
+            sft_cfg.data_module.responses_path = str(samples)
+        t0 = time.perf_counter()
+        hf = run_sft_stage(cfg, sft_cfg, model, tokenizer, reward, round_dir / "sft", None)
+        stats["sft_seconds"] = time.perf_counter() - t0
+        history = [h for h in history if h["round"] != r] + [stats]
+        record.write_text(json.dumps(history, indent=2))
+    if hf is None:
+        raise RuntimeError("ei: no round kept a prompt, so nothing was trained (widen the pass-rate band or "
+                           "draw more prompts)")
+    link = stage_dir / "hf"
+    tmp = stage_dir / ".hf.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(os.path.relpath(hf.resolve(), stage_dir), tmp)
+    os.replace(tmp, link)
+    return link
+
+
+STAGE_RUNNERS = {"sft": run_sft_stage, "grpo": run_grpo_stage, "ei": run_ei_stage}
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> Path:

@@ -37,12 +37,16 @@ import torch
 import torch.distributed as dist
 
 from tsm.algorithms import losses
+from tsm.algorithms.dynamic_sampling import DynamicSampling, ReplayBuffer, keep_groups
 from tsm.algorithms.schedules import optimizer_with_schedule
-from tsm.data.prompts import Prompt
+from tsm.data.prompts import Prompt, StepPrompts
 from tsm.evaluation import PARSED_REASONS
 from tsm.rollout.base import Rollouts, SamplingParams
 
-# Score reasons meaning a boxed answer was found and parsed (right or wrong)
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(float(x) for x in xs) / max(1, len(xs))
 
 
 class GRPOModule(L.LightningModule):
@@ -66,6 +70,7 @@ class GRPOModule(L.LightningModule):
         kl_estimator: str = "k3",
         mask_truncated: bool = False,
         drop_equal_groups: bool = False,
+        dynamic_sampling: Any = None,
         warmup_steps: int = 0,
         min_lr_ratio: float = 1.0,
         grad_clip: float = 1.0,
@@ -93,6 +98,8 @@ class GRPOModule(L.LightningModule):
         self.epsilon_low, self.epsilon_high = epsilon_low, epsilon_high
         self.beta, self.kl_estimator = beta, kl_estimator
         self.mask_truncated, self.drop_equal_groups = mask_truncated, drop_equal_groups
+        self.dynamic_sampling = DynamicSampling.of(dynamic_sampling)
+        self.replay = ReplayBuffer(self.dynamic_sampling.replay)
         self.warmup_steps, self.min_lr_ratio, self.grad_clip = warmup_steps, min_lr_ratio, grad_clip
         self.val_generate_every, self.val_max_new_tokens = val_generate_every, val_max_new_tokens
         self.seed = seed
@@ -110,6 +117,13 @@ class GRPOModule(L.LightningModule):
     @property
     def total_optimizer_steps(self) -> int:
         return self.max_steps * self.ppo_epochs
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["grpo_replay"] = self.replay.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "grpo_replay" in checkpoint:
+            self.replay.load_state_dict(checkpoint["grpo_replay"], Prompt)
 
     def on_fit_start(self) -> None:
         self.model.train()
@@ -167,29 +181,106 @@ class GRPOModule(L.LightningModule):
         return logp_all.gather(-1, targets[:, None]).squeeze(-1), logp_all
 
     # -- the step ----------------------------------------------------------------------------------
-    def training_step(self, prompts: list[Prompt], batch_idx: int) -> torch.Tensor:
+    def _sample(self, prompts: list[Prompt], step: int, rank: int, round_: int) -> tuple[Rollouts, Any]:
+        """``group_size`` samples for each prompt, and their scores; seeded by (seed, step, rank, round)."""
+        seed = (self.seed * 1_000_003 + step) * 1009 + rank
+        if round_:
+            seed = seed * 101 + round_
+        ro: Rollouts = self.engine.generate([p.token_ids for p in prompts], self.group_size,
+                                            replace(self.sampling, seed=seed))
+        return ro, self.reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
+
+    def _dynamic_rollouts(self, batch: StepPrompts, step: int, rank: int) -> tuple[list[Prompt], Rollouts, list, dict]:
+        """Rollout rounds until ``len(batch)`` groups are kept (or ``max_rounds``): returns the kept
+        prompts, their groups (prompt-major) and scores, and the sampling statistics."""
+        ds, G, target = self.dynamic_sampling, self.group_size, len(batch)
+        replayed, uses = self.replay.take(round(ds.replay.fraction * target)) if ds.replay.fraction > 0 else ([], [])
+        want = ds.n_draw(target)
+        fresh = list(batch.prompts[: max(0, want - len(replayed))])
+        if len(replayed) + len(fresh) < want and batch.draw is not None:
+            fresh += batch.draw(want - len(replayed) - len(fresh))
+        cands, cand_uses = replayed + fresh, uses + [0] * len(fresh)
+        kept: list[tuple[Prompt, list[int]]] = []  # (prompt, its sample indices into the round's rollouts)
+        parts: list[tuple[Rollouts, Any]] = []
+        all_values, all_correct, drawn, rounds, n_groups = [], [], 0, 0, 0
+        n_stored = 0
+        for r in range(ds.max_rounds):
+            if not cands:
+                break
+            ro, scores = self._sample(cands, step, rank, r)
+            rounds, drawn, n_groups = r + 1, drawn + len(cands), n_groups + len(cands)
+            values = torch.tensor([s.value for s in scores], dtype=torch.float32).view(len(cands), G)
+            correct = torch.tensor([s.correct for s in scores]).view(len(cands), G)
+            all_values.append(values)
+            all_correct.append(correct)
+            keep = keep_groups(values, correct, ds.min_pass_rate, ds.max_pass_rate)
+            rates = correct.float().mean(dim=1).tolist()
+            n_stored += self.replay.add(cands, rates, cand_uses) if ds.replay.fraction > 0 else 0
+            for i in keep.nonzero().flatten().tolist():
+                if len(kept) < target:
+                    kept.append((cands[i], list(range(i * G, (i + 1) * G)), len(parts)))
+            parts.append((ro, scores, cands))
+            if len(kept) >= target or batch.draw is None:
+                break
+            cands = batch.draw(ds.n_draw(target - len(kept)))
+            cand_uses = [0] * len(cands)
+        dummy = not kept and bool(parts)
+        if dummy:  # nothing informative: one zero-weight group keeps the update (and DDP's sync) aligned
+            kept.append((parts[-1][2][0], list(range(G)), len(parts) - 1))
+        prompts = [p for p, _, _ in kept]
+        ids, texts, lps, fins, sc = [], [], [], [], []
+        for g, (_, ks, part) in enumerate(kept):
+            ro, scores, _ = parts[part]
+            for k in ks:
+                ids.append(ro.token_ids[k])
+                texts.append(ro.texts[k])
+                lps.append(ro.logprobs[k])
+                fins.append(ro.finish_reasons[k])
+                sc.append(scores[k])
+        merged = Rollouts([g for g in range(len(kept)) for _ in range(G)], ids, texts, lps, fins, n=G,
+                          stats={"tokens_per_s": parts[0][0].stats.get("tokens_per_s", 0.0) if parts else 0.0})
+        values, correct = torch.cat(all_values), torch.cat(all_correct)
+        stats = {
+            "prompts_drawn": float(drawn), "rounds": float(rounds), "kept_groups": float(len(kept) - dummy),
+            "prompts_per_kept_group": drawn / max(1, len(kept) - dummy), "replayed": float(len(replayed)),
+            "replay_stored": float(n_stored), "replay_size": float(len(self.replay)),
+            "sampled_values": values.flatten().tolist(), "sampled_correct": correct.flatten().tolist(),
+            "sampled_parsed": [sc_.reason in PARSED_REASONS for _, s_, _ in parts for sc_ in s_],
+            "sampled_zero_std": float(((values.max(1).values - values.min(1).values) == 0).float().mean()),
+            "timeouts": float(sum(s.n_timeouts for _, s, _ in parts)), "dummy": dummy,
+        }
+        return prompts, merged, sc, stats
+
+    def training_step(self, batch: StepPrompts | list[Prompt], batch_idx: int) -> torch.Tensor:
         rank, world = self._world()
         step = self.global_step // self.ppo_epochs  # rollout steps taken so far
         G = self.group_size
+        if not isinstance(batch, StepPrompts):
+            batch = StepPrompts(step, list(batch))
 
         t0 = time.perf_counter()
-        sampling = replace(self.sampling, seed=(self.seed * 1_000_003 + step) * 1009 + rank)
-        ro: Rollouts = self.engine.generate([p.token_ids for p in prompts], G, sampling)
-        t1 = time.perf_counter()
-        gts = [prompts[i].ground_truth for i in ro.prompt_index]
-        scores = self.reward(ro.texts, gts)
-        t2 = time.perf_counter()
+        sampling_stats: dict = {}
+        if self.dynamic_sampling.enabled:
+            prompts, ro, scores, sampling_stats = self._dynamic_rollouts(batch, step, rank)
+            t1 = t2 = time.perf_counter()  # rollout and reward interleave over the rounds
+        else:
+            prompts = batch.prompts
+            seed = (self.seed * 1_000_003 + step) * 1009 + rank
+            ro = self.engine.generate([p.token_ids for p in prompts], G, replace(self.sampling, seed=seed))
+            t1 = time.perf_counter()
+            scores = self.reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
+            t2 = time.perf_counter()
 
         rewards = torch.tensor([s.value for s in scores], dtype=torch.float32).view(len(prompts), G)
-        adv = losses.group_advantages(rewards, self.normalize_std).flatten()
-        zero_std = losses.zero_std_groups(rewards)
-        truncated = torch.tensor([r == "length" for r in ro.finish_reasons])
+        adv = losses.group_advantages(rewards, self.normalize_std).flatten() if len(prompts) else torch.zeros(0)
+        zero_std = losses.zero_std_groups(rewards) if len(prompts) else torch.zeros(0, dtype=torch.bool)
+        truncated = torch.tensor([r == "length" for r in ro.finish_reasons], dtype=torch.bool)
         keep = torch.ones(len(ro), dtype=torch.bool)
         if self.drop_equal_groups:
             keep &= ~zero_std.repeat_interleave(G)
         if self.mask_truncated:
             keep &= ~truncated
-        idx = keep.nonzero().flatten().tolist()
+        idx = keep.nonzero().flatten().tolist() if not sampling_stats.get("dummy") else []
         n_seq = self._global_sum(len(idx))
         n_tok = self._global_sum(sum(len(ro.token_ids[k]) for k in idx))
         # every rank runs at least one (zero-weight) micro-batch, so DDP's gradient sync stays aligned
@@ -254,15 +345,18 @@ class GRPOModule(L.LightningModule):
 
         tok = max(stats["tokens"], 1.0)
         lens = [len(t) for t in ro.token_ids]
-        values = [s.value for s in scores]
+        # the policy's reward on everything sampled this step (with dynamic sampling: every round)
+        values = sampling_stats.get("sampled_values") or [s.value for s in scores]
+        correct = sampling_stats.get("sampled_correct") or [s.correct for s in scores]
+        n_timeouts = sampling_stats.get("timeouts", float(getattr(scores, "n_timeouts", 0)))
         metrics = {
             "train/loss": self._global_sum(stats["loss"]),
             "train/lr": sched.get_last_lr()[0],
-            "train/reward/mean": sum(values) / len(values),
-            "train/reward/correct_frac": sum(s.correct for s in scores) / len(values),
-            "train/reward/parse_rate": sum(s.reason in PARSED_REASONS for s in scores) / len(values),
-            "train/reward/timeouts": float(scores.n_timeouts),
-            "train/groups_zero_std_frac": float(zero_std.float().mean()),
+            "train/reward/mean": _mean(values),
+            "train/reward/correct_frac": _mean(correct),
+            "train/reward/parse_rate": _mean(sampling_stats.get("sampled_parsed") or [s.reason in PARSED_REASONS for s in scores]),
+            "train/reward/timeouts": float(n_timeouts),
+            "train/groups_zero_std_frac": sampling_stats.get("sampled_zero_std", float(zero_std.float().mean()) if len(zero_std) else 0.0),
             "train/clip_frac": stats["clipped"] / (tok * self.ppo_epochs),
             "train/kl": stats["kl"] / tok,
             "train/entropy": stats["entropy"] / tok,
@@ -276,6 +370,9 @@ class GRPOModule(L.LightningModule):
             "time/reward_s": t2 - t1,
             "time/update_s": t3 - t2,
         }
+        for k in ("prompts_drawn", "rounds", "kept_groups", "prompts_per_kept_group", "replayed", "replay_size"):
+            if k in sampling_stats:
+                metrics[f"train/sampling/{k}"] = sampling_stats[k]
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False, batch_size=1, rank_zero_only=True)
         self.log("reward", metrics["train/reward/mean"], prog_bar=True, on_step=True, batch_size=1, rank_zero_only=True)
         self.last_metrics = metrics

@@ -248,7 +248,7 @@ def _task_args(spec: DatasetSpec) -> tuple:
             spec.max_length, spec.variations, spec.simplify, spec.seed)
 
 
-def _row(fields: dict[str, Any], split: str, index: int) -> dict[str, Any]:
+def dataset_row(fields: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     return {
         "data_source": DifferentiationTask.data_source,
         "prompt": fields["messages"],
@@ -435,8 +435,8 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
     for stale in remove_stale_temps(directory):  # what a killed build left behind
         log.info("removed %s (left by a killed build)", stale)
     files = _files(directory, reused=False)
-    _write_parquet([_row(f, "train", i) for i, f in enumerate(train_fields)], files.train)
-    _write_parquet([_row(f, "test", i) for i, f in enumerate(test_fields)], files.test)
+    _write_parquet([dataset_row(f, "train", i) for i, f in enumerate(train_fields)], files.train)
+    _write_parquet([dataset_row(f, "test", i) for i, f in enumerate(test_fields)], files.test)
 
     def mean_len(rows: list[dict[str, Any]], field: str) -> float:
         return round(sum(len(r[field]) for r in rows) / len(rows), 3) if rows else 0.0

@@ -163,7 +163,7 @@ def ood_rows(spec: OODSpec) -> list[dict[str, Any]]:
                   "derivative": problem.derivative_latex, "function_sympy": problem.function_sympy,
                   "derivative_sympy": problem.derivative_sympy, "function_shown": shown,
                   "messages": messages, "ground_truth": task.ground_truth(problem)}
-        rows.append(build._row(fields, "test", i))
+        rows.append(build.dataset_row(fields, "test", i))
     return rows
 
 

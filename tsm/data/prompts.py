@@ -1,6 +1,12 @@
-"""Prompt batches for the RL stage: each item is one optimizer step's prompts (this rank's share).
+"""Prompt batches for the RL stage: each item is one rollout step's prompts (this rank's share).
 
-Each epoch shuffles the training rows with ``(seed, epoch)`` and cuts them into global batches of
+An item is a :class:`StepPrompts`: the step's prompts, plus ``draw(n)``, more prompts for the same
+step in a fixed order (the refill of dynamic sampling, ``tsm.algorithms.dynamic_sampling``).
+
+Two sources: :class:`PromptDataModule` (a built train split) and :class:`FreshPromptDataModule`
+(fresh functions every step, like the SFT stream; the registered test splits excluded).
+
+For the built split, each epoch shuffles the training rows with ``(seed, epoch)`` and cuts them into global batches of
 ``batch_size`` prompts (ragged tail dropped); rank r takes every world-th prompt of a batch. A run
 resumed from a mid-epoch ``.ckpt`` starts at the step it stopped at, so it sees the prompts an
 uninterrupted run would (sampling itself is seeded by the global step, see ``GRPOModule``).
@@ -8,12 +14,14 @@ uninterrupted run would (sampling itself is seeded by the global step, see ``GRP
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from tsm.data.datamodule import StepLoader
 from tsm.data.sft import encode_prompt
@@ -28,6 +36,44 @@ def _as_is(item):
 class Prompt:
     token_ids: list[int]
     ground_truth: str
+    row: dict[str, Any] | None = None  # the dataset row it came from (fresh draws: a row in the builder's layout)
+
+
+class StepPrompts:
+    """One rollout step's prompts (this rank's share) and ``draw(n)``: n more for the same step.
+
+    A plain class, not a dataclass or list: Lightning passes it to ``training_step`` untouched.
+    ``draw`` is deterministic in (seed, step, rank) and never repeats a prompt within the step.
+    """
+
+    __slots__ = ("draw", "prompts", "step")
+
+    def __init__(self, step: int, prompts: list[Prompt], draw: Callable[[int], list[Prompt]] | None = None):
+        self.step, self.prompts, self.draw = step, list(prompts), draw
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __iter__(self) -> Iterator[Prompt]:
+        return iter(self.prompts)
+
+    def __getitem__(self, i: int) -> Prompt:
+        return self.prompts[i]
+
+
+class _RandomDraw:
+    """Refill from a built split: random train prompts not yet used in this step."""
+
+    def __init__(self, prompts: list[Prompt], used: list[int], seed: int):
+        self.prompts, self.used, self.seed = prompts, set(used), seed
+        self.order: list[int] | None = None  # shuffled on the first draw only (most steps never refill)
+
+    def __call__(self, n: int) -> list[Prompt]:
+        if self.order is None:
+            self.order = [i for i in range(len(self.prompts)) if i not in self.used]
+            random.Random(self.seed).shuffle(self.order)
+        take, self.order = self.order[:n], self.order[n:]
+        return [self.prompts[i] for i in take]
 
 
 @dataclass
@@ -56,8 +102,12 @@ class PromptBatches(Dataset):
     def __len__(self) -> int:
         return len(self._plan) - self.start_step
 
-    def __getitem__(self, step: int) -> list[Prompt]:
-        return [self.prompts[i] for i in self._plan[self.start_step + step][self.rank :: self.world_size]]
+    def __getitem__(self, step: int) -> StepPrompts:
+        s = self.start_step + step
+        mine = self._plan[s][self.rank :: self.world_size]
+        global_step = self.epoch * len(self._plan) + s
+        seed = (self.seed * 1_000_003 + global_step) * 1009 + self.rank
+        return StepPrompts(global_step, [self.prompts[i] for i in mine], _RandomDraw(self.prompts, mine, seed))
 
 
 class PromptDataModule(L.LightningDataModule):
@@ -120,3 +170,107 @@ class PromptDataModule(L.LightningDataModule):
                            world_size=world, start_step=start)
         # an item already is a step's list of prompts; the loader's length is the whole epoch
         return StepLoader(ds, start, self.num_workers, collate_fn=_as_is)
+
+
+def _fresh_row(fields: dict[str, Any], step: int, index: int) -> dict[str, Any]:
+    from tsm.data.build import dataset_row
+
+    return dataset_row(fields, f"fresh-{step}", index)
+
+
+class _FreshDraw:
+    """Fresh functions for one (step, rank): candidates ``base + j`` of the stream's seed, in order,
+    skipping rejected ones, excluded test functions, repeats within the step and over-long prompts."""
+
+    def __init__(self, source: FreshPromptDataModule, step: int, rank: int, world: int):
+        from tsm.data.stream import SPACE
+
+        self.source, self.step = source, step
+        self.base = (step * world + rank) * SPACE
+        self.args = source.task_args(step)
+        self.j, self.seen = 0, set()
+
+    def __call__(self, n: int) -> list[Prompt]:
+        from tsm.data.build import generate_candidate
+        from tsm.data.stream import SPACE, key_digest
+
+        out: list[Prompt] = []
+        while len(out) < n:
+            if self.j >= SPACE:
+                raise RuntimeError(f"step {self.step}: the candidate space gave only {len(out)} usable prompts")
+            status, value = generate_candidate((self.args, self.base + self.j))
+            self.j += 1
+            if status != "ok" or value["function_sympy"] in self.source.excluded():
+                continue
+            digest = key_digest(value["key"])
+            if digest in self.seen:
+                continue
+            ids = encode_prompt(self.source.tokenizer, value["messages"])
+            if len(ids) > self.source.max_prompt_length:
+                continue
+            self.seen.add(digest)
+            out.append(Prompt(ids, value["ground_truth"], _fresh_row(value, self.step, self.j - 1)))
+        return out
+
+
+class _FreshSteps(IterableDataset):
+    def __init__(self, source: FreshPromptDataModule, start_step: int, per_rank: int, rank: int, world: int):
+        self.source, self.start_step, self.per_rank, self.rank, self.world = source, start_step, per_rank, rank, world
+
+    def __iter__(self) -> Iterator[StepPrompts]:
+        step = self.start_step
+        while True:
+            draw = _FreshDraw(self.source, step, self.rank, self.world)
+            yield StepPrompts(step, draw(self.per_rank), draw)
+            step += 1
+
+
+class FreshPromptDataModule(PromptDataModule):
+    """RL prompts from fresh functions every step (``grpo.data_module._target_`` = this class).
+
+    Step ``s`` on rank ``r`` of ``W`` draws candidates ``(s * W + r) * SPACE + j`` of the stream
+    ``stream.seed`` (the generator of ``tsm.data.stream``, with ``dataset``'s knobs and
+    ``stream.simplicity``/``schedule``), so what a step sees depends only on (config, seed, step,
+    rank): a resumed run sees what an uninterrupted one would. Every function of ``dataset``'s test
+    split and of ``stream.exclude``'s sets is skipped (the builder's sympy-form rule); functions do
+    not repeat within a step, and across steps only by chance. Validation prompts are ``dataset``'s
+    test rows, as in :class:`PromptDataModule`.
+    """
+
+    def __init__(self, dataset: Any, stream: Mapping[str, Any] | None = None, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        from tsm.data.stream import StreamConfig
+
+        self.stream_cfg = StreamConfig(**dict(stream or {}))
+        self._excluded: frozenset[str] | None = None
+
+    def excluded(self) -> frozenset[str]:
+        if self._excluded is None:
+            from tsm.data.build import excluded_functions
+            from tsm.data.stream import _as_exclude_entry
+
+            spec = dataclasses.replace(self.dataset, exclude=[
+                _as_exclude_entry(self.dataset), *self.dataset.exclude,
+                *(_as_exclude_entry(e) for e in self.stream_cfg.exclude)])
+            self._excluded = frozenset(excluded_functions(spec))
+        return self._excluded
+
+    def task_args(self, step: int) -> tuple:
+        d = self.dataset
+        return (self.stream_cfg.simplicity_at(step, d.simplicity), d.max_coefficient, d.max_power,
+                d.max_depth, d.max_length, d.variations, d.simplify, self.stream_cfg.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        self.excluded()
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        step = trainer.global_step if trainer is not None else 0
+        module = trainer.lightning_module if trainer is not None else None
+        per_batch = getattr(module, "optimizer_steps_per_batch", 1)
+        if self.batch_size % world:
+            raise ValueError(f"prompts per step ({self.batch_size}) must be a multiple of devices ({world})")
+        ds = _FreshSteps(self, step // per_batch, self.batch_size // world, rank, world)
+        return DataLoader(ds, batch_size=None, num_workers=0, collate_fn=_as_is)
