@@ -71,3 +71,20 @@ def test_files_of_different_rows_are_refused(breakdown, tmp_path, capsys):
     assert capsys.readouterr().out == ""  # refused before any table is printed
     with pytest.raises(SystemExit):
         breakdown.main([a, b, "--names", "same", "same"])
+
+
+def test_rl_vs_sft_compare_table_and_verdicts_roundtrip(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "compare", Path(__file__).resolve().parents[1] / "experiments" / "rl_vs_sft" / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    # start solves rows 0-7 of 10; the arm solves 0-5 and 8-9: 2 rows gained, 2 lost
+    start = write(tmp_path / "s.parquet", [("t", "1", 1.0 if i < 8 else 0.0) for i in range(10)])
+    arm = write(tmp_path / "a.parquet", [("t", "1", 1.0 if i < 6 or i >= 8 else 0.0) for i in range(10)])
+    csv_path = tmp_path / "v.csv"
+    compare.main([start, f"sft={arm}", "--verdicts", str(csv_path)])
+    first = capsys.readouterr().out
+    row = next(line for line in first.splitlines() if line.startswith("| sft"))
+    assert "80.00%" in row and "| 2 / 2 | 1 |" in row and "+0.0%" in row
+    compare.main(["--from-verdicts", str(csv_path)])
+    assert capsys.readouterr().out == first  # the committed CSV reproduces the table

@@ -100,3 +100,16 @@ def test_rounds_sample_keep_finetune_and_a_rerun_continues(tmp_path):
     assert (out / "ei" / "round0" / "samples.parquet").stat().st_mtime_ns == first
     again, _ = load_checkpoint(str(out / "ei" / "hf"))
     assert torch.equal(params(trained), params(again))
+
+
+def test_a_band_that_keeps_nothing_fails_clearly(tmp_path):
+    import pytest
+
+    from tsm.pipeline import run
+
+    # pass rate <= 0 with a correct sample is impossible: every round keeps nothing
+    cfg = ei_cfg(tmp_path / "run", tmp_path / "data", "ei.max_pass_rate=0.0", "ei.rounds=1")
+    with pytest.raises(RuntimeError, match="no round kept a prompt"):
+        run(cfg)
+    rounds = json.loads((Path(cfg.paths.output_dir) / "ei" / "rounds.json").read_text())
+    assert rounds[0]["prompts_kept"] == 0 and rounds[0]["pass_rate/mean"] > 0

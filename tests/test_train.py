@@ -54,6 +54,15 @@ def test_train_run_writes_folder_export_and_metrics(tmp_path, data_dir):
     saved = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= saved["before"]["accuracy@1"] <= 1.0 and "after" in saved
     assert saved["after"] == metrics["after"]
+    # every test row's response and verdict, before and after (what paired tests between runs read)
+    import pyarrow.parquet as pq
+
+    for tag in ("before", "after"):
+        table = pq.read_table(out / f"test_{tag}" / "responses.parquet").to_pylist()
+        assert len(table) == cfg.evaluate.n_rows
+        right = sum(r["scores"][0] >= 1.0 for r in table) / len(table)
+        assert right == pytest.approx(saved[tag]["accuracy@1"])
+        assert all(len(r["responses"]) == len(r["reasons"]) == 1 for r in table)
     # checkpoints at steps 2 and 4, each with its HF folder; hf -> the last one
     ckpts = out / "sft" / "checkpoints"
     assert (ckpts / "step2.ckpt").exists() and (ckpts / "last.ckpt").exists()
@@ -166,9 +175,15 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     assert callable(reward)
     for stage in cfg.stages:
         stage_cfg = cfg[stage]
-        dm = instantiate(stage_cfg.data_module)
+        if stage == "ei":  # expert iteration: a prompt source and the SFT each round runs
+            assert callable(instantiate(stage_cfg.prompts).set_tokenizer)
+            assert stage_cfg.sft.data_module.sft_target == "responses"
+            stage_cfg = stage_cfg.sft
+        dm = instantiate(stage_cfg.data_module) if stage != "ei" else None
         if stage == "sft":
             assert dm.batch_size % dm.micro_batch_size == 0
+        if stage == "ei":
+            assert stage_cfg.data_module.batch_size % stage_cfg.data_module.micro_batch_size == 0
         module_factory = instantiate(stage_cfg.module)
         assert callable(module_factory)
         if stage == "grpo":  # the sampling node and the options the module validates

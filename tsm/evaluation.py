@@ -34,6 +34,21 @@ class EvalResult:
     answers: list[list[str | None]] = field(default_factory=list)  # the boxed text judged
 
 
+def write_responses(path: Path, rows: Sequence[dict[str, Any]], result: EvalResult) -> None:
+    """``rows`` with each one's ``responses``, ``scores``, ``answers`` and ``reasons`` as a parquet
+    (atomic): what ``evaluate.py`` and ``train.py``'s test write, and what paired tests read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tsm.atomic import write_atomic
+
+    table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
+                                  for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
+                                                                   result.answers, result.reasons)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k) (Chen et al. 2021)."""
     if not 0 <= c <= n or not 1 <= k <= n:

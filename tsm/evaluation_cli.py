@@ -190,12 +190,11 @@ def run_evaluation(cfg) -> dict[str, float]:
     import json
     import logging
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from hydra.utils import instantiate
 
     from tsm import evaluation_report as report
     from tsm.atomic import write_atomic
+    from tsm.evaluation import write_responses
     from tsm.io import print_config_tree, read_rows
 
     log = logging.getLogger("tsm")
@@ -232,10 +231,7 @@ def run_evaluation(cfg) -> dict[str, float]:
             metrics["decoding"] = ("greedy" if s.temperature == 0 and s.get("num_beams", 1) <= 1 else
                                    f"beam search ({s.num_beams} beams)" if s.temperature == 0 else
                                    f"sampling T={s.temperature} top_p={s.top_p} top_k={s.top_k}")
-        table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
-                                      for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
-                                                                       result.answers, result.reasons)])
-        write_atomic(out / "responses.parquet", lambda tmp: pq.write_table(table, tmp))
+        write_responses(out / "responses.parquet", rows, result)
         text = json.dumps(metrics, indent=2)
         write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(text))
         title = _title(cfg, len(rows))

@@ -72,6 +72,10 @@ def test_accuracy(cfg: DictConfig, model, tokenizer, reward, tag: str) -> dict[s
     )
     if result.responses:
         log.info("[%s] sample response: %r", tag, result.responses[0][0][:200])
+        if cfg.evaluate.get("save_responses", True):  # per-row verdicts, for paired tests between runs
+            from tsm.evaluation import write_responses
+
+            write_responses(Path(cfg.paths.output_dir) / f"test_{tag}" / "responses.parquet", rows, result)
     return m
 
 
@@ -183,6 +187,7 @@ def run_ei_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewar
             log.warning("ei round %d: %d responses kept < one SFT batch (%d); the round trains nothing", r,
                         stats["responses_kept"], int(stage_cfg.sft.data_module.batch_size))
             history = [h for h in history if h["round"] != r] + [stats]
+            record.write_text(json.dumps(history, indent=2))
             continue
         samples = round_dir / "samples.parquet"
         write_rows(rows, samples)

@@ -103,7 +103,14 @@ def check_train(cfg: DictConfig) -> None:
     unknown = [s for s in stages if s not in STAGE_RUNNERS]
     if not stages or unknown:
         problems.append(f"stages={stages}: each must be one of {sorted(STAGE_RUNNERS)}")
+    if "ei" in stages:  # expert iteration: its own knobs, then the SFT each round runs (ei.sft)
+        for knob in ("rounds", "prompts_per_round", "samples_per_prompt", "keep_per_prompt", "generation_batch_size"):
+            _positive(problems, cfg, f"ei.{knob}", integer=True)
+        lo, hi = _get(cfg, "ei.min_pass_rate"), _get(cfg, "ei.max_pass_rate")
+        if not (isinstance(lo, int | float) and isinstance(hi, int | float) and 0 <= lo <= hi <= 1):
+            problems.append(f"ei.min_pass_rate={lo!r}, ei.max_pass_rate={hi!r}: need 0 <= min <= max <= 1")
     for stage in (s for s in stages if s in STAGE_RUNNERS):
+        stage = "ei.sft" if stage == "ei" else stage
         _positive(problems, cfg, f"{stage}.max_steps", integer=True)
         _positive(problems, cfg, f"{stage}.save_every_n_steps", integer=True, zero_ok=True)
         _positive(problems, cfg, f"{stage}.module.optimizer.lr")
