@@ -61,18 +61,16 @@ def adopt_run_data(cfg, user_overrides: Sequence[str]) -> Path | None:
 
 
 def _dataset_rows(cfg) -> list[dict[str, Any]]:
-    """The rows to evaluate: ``data_path``, else the test split of the ``data`` config."""
+    """The rows to evaluate: ``data_path``, else the test split of the ``data`` config (only its
+    first ``n_rows`` generated when the dataset is not built yet: ``tsm.data.build.first_test_rows``)."""
     from hydra.utils import instantiate
 
-    from tsm.data.build import DatasetSpec, build_dataset
+    from tsm.data.build import first_test_rows
     from tsm.io import read_rows
 
     if cfg.data_path:
         return read_rows(cfg.data_path)
-    spec = instantiate(cfg.data)
-    # a generated spec goes through build_dataset; other sources (tsm.data.ood) build themselves
-    files = build_dataset(spec, progress=True) if isinstance(spec, DatasetSpec) else spec.build(progress=True)
-    return read_rows(str(files.test))
+    return first_test_rows(instantiate(cfg.data), cfg.n_rows, progress=True)
 
 
 def _generate(cfg, rows, gts, types, reward) -> EvalResult:

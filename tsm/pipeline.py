@@ -89,37 +89,47 @@ def user_callbacks(cfg: DictConfig) -> list:
     return extra + [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
 
-def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
-                  ckpt_path: str | None) -> Path:
+def fit_stage(cfg: DictConfig, module: L.LightningModule, dm: L.LightningDataModule, stage_dir: Path,
+              ckpt_path: str | None, max_steps: int, val_check_interval: int, save_every_n_steps: int,
+              callbacks: list | None = None, **trainer_kwargs: Any) -> Path:
+    """The one Trainer every stage runs: the run's loggers, atomic checkpoints every
+    ``save_every_n_steps`` (and ``last.ckpt``), the whole-run progress and ``callbacks:``, step
+    batches sharded by the data module itself; fits, exports and returns ``<stage_dir>/hf``."""
     from tsm.checkpointing import AtomicCheckpointIO, checkpoint_callbacks, finalize_stage
 
-    log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
-    dm = instantiate(stage_cfg.data_module)
-    dm.set_tokenizer(tokenizer)
-    log.info("Instantiating module <%s>", stage_cfg.module._target_)
-    module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward)
     loggers = [instantiate(lg, save_dir=str(stage_dir)) for lg in cfg.get("logger", {}).values()]
     log.info("Instantiating trainer <%s>", cfg.trainer._target_)
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        max_steps=stage_cfg.max_steps,
-        val_check_interval=stage_cfg.val_check_interval,
+        max_steps=max_steps,
+        val_check_interval=val_check_interval,
         default_root_dir=str(stage_dir),
-        callbacks=[*checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps), *user_callbacks(cfg)],
+        callbacks=[*checkpoint_callbacks(stage_dir, save_every_n_steps), *(callbacks or []), *user_callbacks(cfg)],
         plugins=[AtomicCheckpointIO()],
         # no implicit ModelCheckpoint: saves are ours (periodic when asked, last.ckpt at the end)
-        enable_checkpointing=stage_cfg.save_every_n_steps > 0,
+        enable_checkpointing=save_every_n_steps > 0,
         logger=loggers or False,
-        use_distributed_sampler=False,  # the data module shards step batches itself
+        use_distributed_sampler=False,  # the data modules shard step batches themselves
         reload_dataloaders_every_n_epochs=1,  # a new order each epoch, and exact mid-epoch resume
+        **trainer_kwargs,
     )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return finalize_stage(trainer, stage_dir)
 
 
+def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
+                  ckpt_path: str | None) -> Path:
+    log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
+    dm = instantiate(stage_cfg.data_module)
+    dm.set_tokenizer(tokenizer)
+    log.info("Instantiating module <%s>", stage_cfg.module._target_)
+    module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward)
+    return fit_stage(cfg, module, dm, stage_dir, ckpt_path, stage_cfg.max_steps, stage_cfg.val_check_interval,
+                     stage_cfg.save_every_n_steps)
+
+
 def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
                    ckpt_path: str | None) -> Path:
-    from tsm.checkpointing import AtomicCheckpointIO, checkpoint_callbacks, finalize_stage
     from tsm.rollout.sync import WeightSync
 
     log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
@@ -129,23 +139,11 @@ def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rew
     engine = instantiate(cfg.rollout)(model=model, tokenizer=tokenizer)
     try:
         module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward, engine=engine)
-        loggers = [instantiate(lg, save_dir=str(stage_dir)) for lg in cfg.get("logger", {}).values()]
-        trainer: L.Trainer = instantiate(
-            cfg.trainer,
-            max_steps=module.total_optimizer_steps,  # Lightning counts optimizer steps: ppo_epochs per batch
-            val_check_interval=module.total_optimizer_steps,
-            default_root_dir=str(stage_dir),
-            callbacks=[*checkpoint_callbacks(stage_dir, stage_cfg.save_every_n_steps * module.ppo_epochs),
-                       WeightSync(engine), *user_callbacks(cfg)],
-            plugins=[AtomicCheckpointIO()],
-            enable_checkpointing=stage_cfg.save_every_n_steps > 0,
-            limit_val_batches=0,  # validation is generation-based, inside the module
-            logger=loggers or False,
-            use_distributed_sampler=False,
-            reload_dataloaders_every_n_epochs=1,
-        )
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        return finalize_stage(trainer, stage_dir)
+        # Lightning counts optimizer steps: ppo_epochs per rollout batch
+        steps = module.total_optimizer_steps
+        return fit_stage(cfg, module, dm, stage_dir, ckpt_path, steps, steps,
+                         stage_cfg.save_every_n_steps * module.ppo_epochs, callbacks=[WeightSync(engine)],
+                         limit_val_batches=0)  # validation is generation-based, inside the module
     finally:
         engine.close()
 

@@ -288,3 +288,33 @@ def test_exclude_of_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     spec = B.DatasetSpec(n_train=4, n_test=1, exclude=[str(foreign)], output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="extra_info"):
         B.build_dataset(spec)
+
+
+def test_first_test_rows_without_a_build_are_the_built_rows(tmp_path):
+    """evaluate.py n_rows=k: the first k test rows come from a prefix of the generation, identical
+    to the rows a full build writes, and nothing is written meanwhile."""
+    from tsm.data.build import DatasetSpec, build_dataset, first_test_rows
+    from tsm.io import read_rows
+
+    spec = DatasetSpec(simplicity=0.3, n_train=120, n_test=40, seed=5, workers=0, chunk_size=8,
+                       output_dir=str(tmp_path / "d"))
+    calls = []
+    import tsm.data.build as build
+
+    real = build.generate_candidate
+
+    def counting(item):
+        calls.append(item[1])
+        return real(item)
+
+    build.generate_candidate = counting
+    try:
+        few = first_test_rows(spec, 5)
+    finally:
+        build.generate_candidate = real
+    assert not spec.directory().exists()  # nothing written
+    full = read_rows(str(build_dataset(spec).test))
+    assert few == full[:5]
+    assert first_test_rows(spec, 5) == full[:5]  # now read from the build
+    assert first_test_rows(spec, None) == full
+    assert 0 < len(calls) < 160 * 0.5  # ~ the first 5/40 of the 160 functions, not all of them

@@ -303,12 +303,13 @@ def _reusable(files: DatasetFiles, config: dict[str, Any]) -> bool:
 class _Collector:
     """Consumes candidate results in index order until the target of unique functions."""
 
-    def __init__(self, spec: DatasetSpec, excluded: AbstractSet[str] = frozenset()):
+    def __init__(self, spec: DatasetSpec, excluded: AbstractSet[str] = frozenset(), target: int | None = None):
         self.spec = spec
         self.excluded_functions = excluded
         self.excluded = 0  # candidates skipped because an excluded test set holds them
-        self.target = spec.n_train + spec.n_test
-        self.budget = max(self.target, math.ceil(spec.max_attempts_factor * self.target))
+        full = spec.n_train + spec.n_test
+        self.target = full if target is None else min(target, full)  # a prefix: the first `target` unique
+        self.budget = max(full, math.ceil(spec.max_attempts_factor * full))
         self.unique: list[dict[str, Any]] = []
         self.keys: set[str] = set()
         self.rejections: Counter[str] = Counter()
@@ -358,12 +359,12 @@ class _Collector:
                 f"data.max_attempts_factor.")
 
 
-def _generate(spec: DatasetSpec, progress: bool) -> tuple[_Collector, int]:
+def _generate(spec: DatasetSpec, progress: bool, target: int | None = None) -> tuple[_Collector, int]:
     from tqdm import tqdm
 
     from tsm.parallel import TimeoutPool
 
-    collector = _Collector(spec, excluded_functions(spec, progress))
+    collector = _Collector(spec, excluded_functions(spec, progress), target)
     args = _task_args(spec)
     timeouts = 0
     with TimeoutPool("tsm.data.build:generate_candidate", spec.workers, spec.timeout_s) as pool, \
@@ -413,6 +414,33 @@ def split_evenly(items: list, n_test: int) -> tuple[list, list]:
 def _histogram(rows: list[dict[str, Any]]) -> dict[str, int]:
     counts = Counter(r["function_type"] for r in rows)
     return {t: counts.get(t, 0) for t in sampling.FUNCTION_TYPES}
+
+
+def first_test_rows(spec: Any, n_rows: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """The first ``n_rows`` rows (all when None) of ``spec``'s test split, the same rows a full
+    build holds, without building the whole dataset when only a few are asked for.
+
+    A built dataset is read. Otherwise, as test row ``j`` sits at position
+    ``floor(j * (n_train + n_test) / n_test)`` of the unique functions (:func:`split_evenly`) and
+    that sequence does not depend on how far it is generated, only its first
+    ``floor((n_rows - 1) * total / n_test) + 1`` functions are generated (nothing is written):
+    ``evaluate.py n_rows=32`` on a 512-row test split of 20k functions draws ~1.3k, not 20k.
+    """
+    from tsm.io import read_rows
+
+    if not isinstance(spec, DatasetSpec):
+        return read_rows(str(spec.build(progress=progress).test))[:n_rows]
+    files = _files(spec.directory(), reused=True)
+    if n_rows is None or n_rows >= spec.n_test or _reusable(files, spec.generation_config()):
+        return read_rows(str(build_dataset(spec, progress).test))[:n_rows]
+    if n_rows < 1:
+        return []
+    total = spec.n_train + spec.n_test
+    positions = [j * total // spec.n_test for j in range(n_rows)]
+    collector, _ = _generate(spec, progress, target=positions[-1] + 1)
+    if len(collector.unique) <= positions[-1]:
+        raise CapacityError(f"only {len(collector.unique)} unique functions for {n_rows} test rows")
+    return [dataset_row(collector.unique[p], "test", j) for j, p in enumerate(positions)]
 
 
 def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:

@@ -14,7 +14,6 @@ uninterrupted run would (sampling itself is seeded by the global step, see ``GRP
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -246,19 +245,15 @@ class FreshPromptDataModule(PromptDataModule):
 
     def excluded(self) -> frozenset[str]:
         if self._excluded is None:
-            from tsm.data.build import excluded_functions
-            from tsm.data.stream import _as_exclude_entry
+            from tsm.data.stream import stream_excluded
 
-            spec = dataclasses.replace(self.dataset, exclude=[
-                _as_exclude_entry(self.dataset), *self.dataset.exclude,
-                *(_as_exclude_entry(e) for e in self.stream_cfg.exclude)])
-            self._excluded = frozenset(excluded_functions(spec))
+            self._excluded = stream_excluded(self.dataset, self.stream_cfg)
         return self._excluded
 
     def task_args(self, step: int) -> tuple:
-        d = self.dataset
-        return (self.stream_cfg.simplicity_at(step, d.simplicity), d.max_coefficient, d.max_power,
-                d.max_depth, d.max_length, d.variations, d.simplify, self.stream_cfg.seed)
+        from tsm.data.stream import stream_task_args
+
+        return stream_task_args(self.dataset, self.stream_cfg, step)
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)

@@ -111,6 +111,29 @@ class Candidate:
     function_sympy: str  # the function (plain sympy form), what the exclusion rule compares
 
 
+def _as_exclude_entry(entry: Any) -> Any:
+    if isinstance(entry, DatasetSpec):
+        return dataclasses.asdict(entry)
+    if isinstance(entry, Mapping):
+        return {str(k): v for k, v in entry.items()}
+    return str(entry)
+
+
+def stream_task_args(spec: DatasetSpec, cfg: StreamConfig, step: int) -> tuple:
+    """The generator's arguments for ``step`` of a stream: ``spec``'s knobs, the stream's seed and
+    its simplicity at that step (what ``generate_candidate`` takes; SFT and RL streams share it)."""
+    return (cfg.simplicity_at(step, spec.simplicity), spec.max_coefficient, spec.max_power,
+            spec.max_depth, spec.max_length, spec.variations, spec.simplify, cfg.seed)
+
+
+def stream_excluded(spec: DatasetSpec, cfg: StreamConfig) -> frozenset[str]:
+    """Sympy forms of every function of ``spec``'s test split, of ``spec.exclude`` and of
+    ``cfg.exclude``: what a stream over ``spec`` must never draw."""
+    full = dataclasses.replace(spec, exclude=[
+        _as_exclude_entry(spec), *spec.exclude, *(_as_exclude_entry(e) for e in cfg.exclude)])
+    return frozenset(excluded_functions(full))
+
+
 class StepGenerator:
     """The pure part: step ``s`` -> its candidates, in candidate-index order."""
 
@@ -120,9 +143,7 @@ class StepGenerator:
         self.max_length, self.excluded, self.keep = max_length, excluded, keep
 
     def task_args(self, step: int) -> tuple:
-        s = self.spec
-        return (self.cfg.simplicity_at(step, s.simplicity), s.max_coefficient, s.max_power,
-                s.max_depth, s.max_length, s.variations, s.simplify, self.cfg.seed)
+        return stream_task_args(self.spec, self.cfg, step)
 
     def candidates(self, step: int, start: int = 0, skip: set[int] | frozenset[int] = frozenset(),
                    n: int | None = None) -> tuple[list[Candidate], int]:
@@ -217,14 +238,6 @@ class FreshStream(IterableDataset):
             yield [collate(mine[i : i + mbs], self.pad_id) for i in range(0, len(mine), mbs)]
 
 
-def _as_exclude_entry(entry: Any) -> Any:
-    if isinstance(entry, DatasetSpec):
-        return dataclasses.asdict(entry)
-    if isinstance(entry, Mapping):
-        return {str(k): v for k, v in entry.items()}
-    return str(entry)
-
-
 class StreamingSFTDataModule(SFTDataModule):
     """``SFTDataModule`` whose training batches come from :class:`FreshStream`.
 
@@ -248,10 +261,7 @@ class StreamingSFTDataModule(SFTDataModule):
     def excluded(self) -> frozenset[str]:
         """Sympy forms of every function of ``data``'s test split and of ``stream.exclude``'s sets."""
         if self._excluded is None:
-            spec = dataclasses.replace(self.dataset, exclude=[
-                _as_exclude_entry(self.dataset), *self.dataset.exclude,
-                *(_as_exclude_entry(e) for e in self.stream_cfg.exclude)])
-            self._excluded = frozenset(excluded_functions(spec))
+            self._excluded = stream_excluded(self.dataset, self.stream_cfg)
         return self._excluded
 
     def setup(self, stage: str | None = None) -> None:
@@ -301,4 +311,6 @@ __all__ = [
     "StreamConfig",
     "StreamingSFTDataModule",
     "key_digest",
+    "stream_excluded",
+    "stream_task_args",
 ]
