@@ -79,6 +79,29 @@ class StepLoader(DataLoader):
         """Nothing to restore: ``train_dataloader`` already started at the trainer's global step."""
 
 
+def epoch_order(n_items: int, seed: int, epoch: int) -> tuple[list[int], random.Random]:
+    """The seeded shuffle of an epoch (``(seed, epoch)`` alone decide it) and the generator after it,
+    for any further seeded choice of the same epoch; SFT step batches and RL prompt batches share it."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(n_items))
+    rng.shuffle(order)
+    return order, rng
+
+
+def resume_position(trainer: Any, steps_per_epoch: int, optimizer_steps_per_batch: int = 1) -> tuple[int, int, int, int]:
+    """(rank, world size, epoch, first step of the epoch still to take) for a step-batch loader.
+
+    The trainer's global step counts optimizer steps (``optimizer_steps_per_batch`` per batch, e.g.
+    GRPO's ppo_epochs); a run resumed mid-epoch starts at the batch it stopped at.
+    """
+    if trainer is None:
+        return 0, 1, 0, 0
+    epoch = trainer.current_epoch
+    done = trainer.global_step // optimizer_steps_per_batch
+    start = min(max(0, done - epoch * steps_per_epoch), max(0, steps_per_epoch - 1))
+    return trainer.global_rank, trainer.world_size, epoch, start
+
+
 @dataclass
 class StepBatches(Dataset):
     """One item per optimizer step: this rank's micro-batches of one global batch."""
@@ -113,9 +136,7 @@ class StepBatches(Dataset):
             raise ValueError(f"start_step {self.start_step} outside the epoch's {len(self._plan)} steps")
 
     def _make_plan(self) -> list[list[int]]:
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.examples)))
-        rng.shuffle(order)
+        order, rng = epoch_order(len(self.examples), self.seed, self.epoch)
         n_batches = len(order) // self.batch_size  # drop the ragged tail: every step is full
         order = order[: n_batches * self.batch_size]
         pool = self.batch_size * self.bucket_batches
@@ -239,11 +260,7 @@ class SFTDataModule(L.LightningDataModule):
         After a resume from a mid-epoch checkpoint, the steps of the epoch already taken are skipped,
         so a resumed run sees exactly the batches an uninterrupted one would.
         """
-        rank, world = self._rank_world()
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        step = self.trainer.global_step if self.trainer is not None else 0
-        n = len(self.train_examples) // self.batch_size
-        start = min(max(0, step - epoch * n), max(0, n - 1))
+        rank, world, epoch, start = resume_position(self.trainer, len(self.train_examples) // self.batch_size)
         ds = StepBatches(
             self.train_examples, self.batch_size, self.micro_batch_size, self.pad_id,
             seed=self.seed, epoch=epoch, rank=rank, world_size=world, start_step=start,

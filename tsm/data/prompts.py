@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from tsm.data.datamodule import StepLoader
+from tsm.data.datamodule import StepLoader, epoch_order, resume_position
 from tsm.data.sft import encode_prompt
 from tsm.io import read_rows
 
@@ -90,9 +90,7 @@ class PromptBatches(Dataset):
             raise ValueError(f"prompts per step ({self.batch_size}) must be a multiple of devices ({self.world_size})")
         if len(self.prompts) < self.batch_size:
             raise ValueError(f"{len(self.prompts)} training prompts < prompts per step {self.batch_size}")
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        order = list(range(len(self.prompts)))
-        rng.shuffle(order)
+        order, _ = epoch_order(len(self.prompts), self.seed, self.epoch)
         n = len(order) // self.batch_size
         self._plan = [order[s * self.batch_size : (s + 1) * self.batch_size] for s in range(n)]
         if not 0 <= self.start_step < len(self._plan):
@@ -157,14 +155,10 @@ class PromptDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        epoch = trainer.current_epoch if trainer is not None else 0
-        step = trainer.global_step if trainer is not None else 0
         # global_step counts optimizer steps; one prompt batch may take several (ppo_epochs)
         module = trainer.lightning_module if trainer is not None else None
         per_batch = getattr(module, "optimizer_steps_per_batch", 1)
-        n = len(self.train_prompts) // self.batch_size
-        start = min(max(0, step // per_batch - epoch * n), max(0, n - 1))
+        rank, world, epoch, start = resume_position(trainer, len(self.train_prompts) // self.batch_size, per_batch)
         ds = PromptBatches(self.train_prompts, self.batch_size, seed=self.seed, epoch=epoch, rank=rank,
                            world_size=world, start_step=start)
         # an item already is a step's list of prompts; the loader's length is the whole epoch
