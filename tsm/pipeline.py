@@ -117,11 +117,17 @@ def fit_stage(cfg: DictConfig, module: L.LightningModule, dm: L.LightningDataMod
     return finalize_stage(trainer, stage_dir)
 
 
-def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
-                  ckpt_path: str | None) -> Path:
+def stage_data(stage_cfg: DictConfig, tokenizer) -> L.LightningDataModule:
+    """The stage's data module, with the policy's tokenizer."""
     log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
     dm = instantiate(stage_cfg.data_module)
     dm.set_tokenizer(tokenizer)
+    return dm
+
+
+def run_sft_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, reward, stage_dir: Path,
+                  ckpt_path: str | None) -> Path:
+    dm = stage_data(stage_cfg, tokenizer)
     log.info("Instantiating module <%s>", stage_cfg.module._target_)
     module = instantiate(stage_cfg.module)(model=model, tokenizer=tokenizer, reward=reward)
     return fit_stage(cfg, module, dm, stage_dir, ckpt_path, stage_cfg.max_steps, stage_cfg.val_check_interval,
@@ -132,9 +138,7 @@ def run_grpo_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rew
                    ckpt_path: str | None) -> Path:
     from tsm.rollout.sync import WeightSync
 
-    log.info("Instantiating data module <%s>", stage_cfg.data_module._target_)
-    dm = instantiate(stage_cfg.data_module)
-    dm.set_tokenizer(tokenizer)
+    dm = stage_data(stage_cfg, tokenizer)
     log.info("Instantiating rollout engine <%s>", cfg.rollout._target_)
     engine = instantiate(cfg.rollout)(model=model, tokenizer=tokenizer)
     try:
