@@ -25,7 +25,6 @@ with μ > 1 the old logprobs come from one no-grad pass before the first update.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -34,11 +33,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.distributed as dist
 
 from tsm.algorithms import losses
 from tsm.algorithms.dynamic_sampling import DynamicSampling, ReplayBuffer, keep_groups
 from tsm.algorithms.schedules import optimizer_with_schedule
+from tsm.algorithms.steps import global_sum, micro_batch, optimizer_step
 from tsm.data.prompts import Prompt, StepPrompts
 from tsm.evaluation import PARSED_REASONS
 from tsm.rollout.base import Rollouts, SamplingParams
@@ -141,10 +140,7 @@ class GRPOModule(L.LightningModule):
         return (self.trainer.global_rank, self.trainer.world_size) if self._trainer is not None else (0, 1)
 
     def _global_sum(self, value: float) -> float:
-        t = torch.tensor(float(value), device=self.device)
-        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
-            dist.all_reduce(t)
-        return float(t)
+        return float(global_sum(self, float(value)))
 
     def _micro_batch(self, prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
         """Right-padded prompt+completion; ``target_mask[b, t]``: position t predicts a completion token."""
@@ -311,9 +307,7 @@ class GRPOModule(L.LightningModule):
         for epoch in range(self.ppo_epochs):
             stats["loss"] = 0.0
             for i, mb in enumerate(mbs):
-                last = i == len(mbs) - 1
-                block = getattr(self.trainer.strategy, "block_backward_sync", None)  # DDP only
-                with block() if block is not None and not last else contextlib.nullcontext():
+                with micro_batch(self, last=i == len(mbs) - 1):
                     logp, logp_all = self._token_logprobs(self.model, mb)
                     old = mb["old_logp"] if self.ppo_epochs > 1 else logp.detach()
                     terms = losses.clipped_pg_per_token(logp, old, mb["advantages"], self.epsilon_low, self.epsilon_high)
@@ -336,11 +330,7 @@ class GRPOModule(L.LightningModule):
                         stats["entropy"] += float(-(logp_all.exp() * logp_all).sum(-1).sum())
                         stats["diff"] += float((logp.detach() - mb["sampler_logp"]).abs().sum())
                     stats["tokens"] += n
-            if self.grad_clip > 0:
-                self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
+            optimizer_step(self, opt, sched, self.grad_clip)
         t3 = time.perf_counter()
 
         tok = max(stats["tokens"], 1.0)

@@ -16,16 +16,15 @@ Features and the flags that turn them on (torchtune-style):
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
-import torch.distributed as dist
 
 from tsm.algorithms.schedules import optimizer_with_schedule
+from tsm.algorithms.steps import global_sum, micro_batch, optimizer_step
 from tsm.data.sft import IGNORE_INDEX
 
 
@@ -86,36 +85,23 @@ class SFTModule(L.LightningModule):
         return optimizer_with_schedule(self.model, self.optimizer_factory, self.warmup_steps, self.max_steps,
                                        self.min_lr_ratio)
 
-    def _global_sum(self, value: torch.Tensor) -> torch.Tensor:
-        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
-            value = value.clone()
-            dist.all_reduce(value)
-        return value
-
     def training_step(self, step_batch: list[dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         t0 = time.perf_counter()
         opt = self.optimizers()
         sched = self.lr_schedulers()
         local_tokens = sum((mb["labels"][:, 1:] != IGNORE_INDEX).sum() for mb in step_batch)
-        global_tokens = self._global_sum(torch.as_tensor(local_tokens, device=self.device)).clamp(min=1)
+        global_tokens = global_sum(self, torch.as_tensor(local_tokens, device=self.device)).clamp(min=1)
         # DDP averages gradients over ranks; scaling by world_size / global tokens turns that
         # average into the sum over all target tokens divided by their global count.
         scale = self.trainer.world_size / global_tokens.float()
         loss_sum = torch.zeros((), device=self.device)
         for i, mb in enumerate(step_batch):
-            last = i == len(step_batch) - 1
-            block = getattr(self.trainer.strategy, "block_backward_sync", None)  # DDP only
-            sync = block() if block is not None and not last else contextlib.nullcontext()
-            with sync:
+            with micro_batch(self, last=i == len(step_batch) - 1):
                 loss, _ = token_loss_sum(self.model, mb)
                 self.manual_backward(loss * scale)
             loss_sum += loss.detach()
-        if self.grad_clip > 0:
-            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        mean_loss = self._global_sum(loss_sum) / global_tokens
+        optimizer_step(self, opt, sched, self.grad_clip)
+        mean_loss = global_sum(self, loss_sum) / global_tokens
         n_tok = sum(int(mb["attention_mask"].sum()) for mb in step_batch) * self.trainer.world_size
         self.log_dict(
             {
@@ -139,7 +125,7 @@ class SFTModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val_sums:
-            total = self._global_sum(torch.stack(self._val_sums).sum(0))
+            total = global_sum(self, torch.stack(self._val_sums).sum(0))
             self.log("val/loss", total[0] / total[1].clamp(min=1), batch_size=1, rank_zero_only=True)
             self._val_sums.clear()
         step = self.global_step
