@@ -18,7 +18,7 @@ PROMPT = [
 ]
 
 
-SHIPPED = [NAME, "tsm-diff-5m-stage2"]
+SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
