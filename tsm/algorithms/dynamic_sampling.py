@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from tsm.algorithms.losses import zero_std_groups
+
 
 @dataclass
 class ReplayConfig:
@@ -86,9 +88,8 @@ def keep_groups(rewards: torch.Tensor, correct: torch.Tensor, min_pass_rate: flo
 
     A group is kept when its rewards are not all equal and its correct share is inside the band.
     """
-    informative = (rewards.max(dim=1).values - rewards.min(dim=1).values) > 0
     p = correct.float().mean(dim=1)
-    return informative & (p >= min_pass_rate - 1e-9) & (p <= max_pass_rate + 1e-9)
+    return ~zero_std_groups(rewards) & (p >= min_pass_rate - 1e-9) & (p <= max_pass_rate + 1e-9)
 
 
 class ReplayBuffer:

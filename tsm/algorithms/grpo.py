@@ -177,18 +177,23 @@ class GRPOModule(L.LightningModule):
         return logp_all.gather(-1, targets[:, None]).squeeze(-1), logp_all
 
     # -- the step ----------------------------------------------------------------------------------
-    def _sample(self, prompts: list[Prompt], step: int, rank: int, round_: int) -> tuple[Rollouts, Any]:
-        """``group_size`` samples for each prompt, and their scores; seeded by (seed, step, rank, round)."""
+    def _sample(self, prompts: list[Prompt], step: int, rank: int, round_: int = 0) -> tuple[Rollouts, Any, float, float]:
+        """``group_size`` samples for each prompt and their scores, seeded by (seed, step, rank, round);
+        with the seconds spent generating and scoring."""
         seed = (self.seed * 1_000_003 + step) * 1009 + rank
         if round_:
             seed = seed * 101 + round_
+        t0 = time.perf_counter()
         ro: Rollouts = self.engine.generate([p.token_ids for p in prompts], self.group_size,
                                             replace(self.sampling, seed=seed))
-        return ro, self.reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
+        t1 = time.perf_counter()
+        scores = self.reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
+        return ro, scores, t1 - t0, time.perf_counter() - t1
 
     def _dynamic_rollouts(self, batch: StepPrompts, step: int, rank: int) -> tuple[list[Prompt], Rollouts, list, dict]:
         """Rollout rounds until ``len(batch)`` groups are kept (or ``max_rounds``): returns the kept
-        prompts, their groups (prompt-major) and scores, and the sampling statistics."""
+        prompts, their groups (prompt-major), their scores, and the rounds' statistics (``sampled``:
+        every round's scores; ``rollout_s``/``reward_s``: their seconds)."""
         ds, G, target = self.dynamic_sampling, self.group_size, len(batch)
         replayed, uses = self.replay.take(round(ds.replay.fraction * target)) if ds.replay.fraction > 0 else ([], [])
         want = ds.n_draw(target)
@@ -196,56 +201,48 @@ class GRPOModule(L.LightningModule):
         if len(replayed) + len(fresh) < want and batch.draw is not None:
             fresh += batch.draw(want - len(replayed) - len(fresh))
         cands, cand_uses = replayed + fresh, uses + [0] * len(fresh)
-        kept: list[tuple[Prompt, list[int]]] = []  # (prompt, its sample indices into the round's rollouts)
-        parts: list[tuple[Rollouts, Any]] = []
-        all_values, all_correct, drawn, rounds, n_groups = [], [], 0, 0, 0
-        n_stored = 0
+        kept: list[tuple[Prompt, int, int]] = []  # (prompt, its index in its round, the round)
+        rounds: list[tuple[Rollouts, Any, list[Prompt]]] = []
+        drawn, rollout_s, reward_s = 0, 0.0, 0.0
         for r in range(ds.max_rounds):
             if not cands:
                 break
-            ro, scores = self._sample(cands, step, rank, r)
-            rounds, drawn, n_groups = r + 1, drawn + len(cands), n_groups + len(cands)
+            ro, scores, gen_s, rew_s = self._sample(cands, step, rank, r)
+            drawn, rollout_s, reward_s = drawn + len(cands), rollout_s + gen_s, reward_s + rew_s
             values = torch.tensor([s.value for s in scores], dtype=torch.float32).view(len(cands), G)
             correct = torch.tensor([s.correct for s in scores]).view(len(cands), G)
-            all_values.append(values)
-            all_correct.append(correct)
-            keep = keep_groups(values, correct, ds.min_pass_rate, ds.max_pass_rate)
-            rates = correct.float().mean(dim=1).tolist()
-            n_stored += self.replay.add(cands, rates, cand_uses) if ds.replay.fraction > 0 else 0
-            for i in keep.nonzero().flatten().tolist():
+            if ds.replay.fraction > 0:
+                self.replay.add(cands, correct.float().mean(dim=1).tolist(), cand_uses)
+            for i in keep_groups(values, correct, ds.min_pass_rate, ds.max_pass_rate).nonzero().flatten().tolist():
                 if len(kept) < target:
-                    kept.append((cands[i], list(range(i * G, (i + 1) * G)), len(parts)))
-            parts.append((ro, scores, cands))
+                    kept.append((cands[i], i, len(rounds)))
+            rounds.append((ro, scores, cands))
             if len(kept) >= target or batch.draw is None:
                 break
             cands = batch.draw(ds.n_draw(target - len(kept)))
             cand_uses = [0] * len(cands)
-        dummy = not kept and bool(parts)
-        if dummy:  # nothing informative: one zero-weight group keeps the update (and DDP's sync) aligned
-            kept.append((parts[-1][2][0], list(range(G)), len(parts) - 1))
-        prompts = [p for p, _, _ in kept]
+        n_kept = len(kept)
+        if not kept and rounds:  # nothing informative: one zero-weight group keeps the update (and DDP's sync) aligned
+            kept.append((rounds[-1][2][0], 0, len(rounds) - 1))
         ids, texts, lps, fins, sc = [], [], [], [], []
-        for g, (_, ks, part) in enumerate(kept):
-            ro, scores, _ = parts[part]
-            for k in ks:
+        for _, i, r in kept:
+            ro, scores, _ = rounds[r]
+            for k in range(i * G, (i + 1) * G):
                 ids.append(ro.token_ids[k])
                 texts.append(ro.texts[k])
                 lps.append(ro.logprobs[k])
                 fins.append(ro.finish_reasons[k])
                 sc.append(scores[k])
         merged = Rollouts([g for g in range(len(kept)) for _ in range(G)], ids, texts, lps, fins, n=G,
-                          stats={"tokens_per_s": parts[0][0].stats.get("tokens_per_s", 0.0) if parts else 0.0})
-        values, correct = torch.cat(all_values), torch.cat(all_correct)
+                          stats={"tokens_per_s": rounds[0][0].stats.get("tokens_per_s", 0.0) if rounds else 0.0})
         stats = {
-            "prompts_drawn": float(drawn), "rounds": float(rounds), "kept_groups": float(len(kept) - dummy),
-            "prompts_per_kept_group": drawn / max(1, len(kept) - dummy), "replayed": float(len(replayed)),
-            "replay_stored": float(n_stored), "replay_size": float(len(self.replay)),
-            "sampled_values": values.flatten().tolist(), "sampled_correct": correct.flatten().tolist(),
-            "sampled_parsed": [sc_.reason in PARSED_REASONS for _, s_, _ in parts for sc_ in s_],
-            "sampled_zero_std": float(((values.max(1).values - values.min(1).values) == 0).float().mean()),
-            "timeouts": float(sum(s.n_timeouts for _, s, _ in parts)), "dummy": dummy,
+            "prompts_drawn": float(drawn), "rounds": float(len(rounds)), "kept_groups": float(n_kept),
+            "prompts_per_kept_group": drawn / max(1, n_kept), "replayed": float(len(replayed)),
+            "replay_size": float(len(self.replay)),
+            "sampled": [scores for _, scores, _ in rounds], "dummy": n_kept == 0 and bool(rounds),
+            "rollout_s": rollout_s, "reward_s": reward_s,
         }
-        return prompts, merged, sc, stats
+        return [p for p, _, _ in kept], merged, sc, stats
 
     def training_step(self, batch: StepPrompts | list[Prompt], batch_idx: int) -> torch.Tensor:
         rank, world = self._world()
@@ -254,22 +251,18 @@ class GRPOModule(L.LightningModule):
         if not isinstance(batch, StepPrompts):
             batch = StepPrompts(step, list(batch))
 
-        t0 = time.perf_counter()
         sampling_stats: dict = {}
         if self.dynamic_sampling.enabled:
             prompts, ro, scores, sampling_stats = self._dynamic_rollouts(batch, step, rank)
-            t1 = t2 = time.perf_counter()  # rollout and reward interleave over the rounds
+            rollout_s, reward_s = sampling_stats["rollout_s"], sampling_stats["reward_s"]
         else:
             prompts = batch.prompts
-            seed = (self.seed * 1_000_003 + step) * 1009 + rank
-            ro = self.engine.generate([p.token_ids for p in prompts], G, replace(self.sampling, seed=seed))
-            t1 = time.perf_counter()
-            scores = self.reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
-            t2 = time.perf_counter()
+            ro, scores, rollout_s, reward_s = self._sample(prompts, step, rank)
+        t2 = time.perf_counter()
 
         rewards = torch.tensor([s.value for s in scores], dtype=torch.float32).view(len(prompts), G)
-        adv = losses.group_advantages(rewards, self.normalize_std).flatten() if len(prompts) else torch.zeros(0)
-        zero_std = losses.zero_std_groups(rewards) if len(prompts) else torch.zeros(0, dtype=torch.bool)
+        adv = losses.group_advantages(rewards, self.normalize_std).flatten()
+        zero_std = losses.zero_std_groups(rewards)
         truncated = torch.tensor([r == "length" for r in ro.finish_reasons], dtype=torch.bool)
         keep = torch.ones(len(ro), dtype=torch.bool)
         if self.drop_equal_groups:
@@ -335,18 +328,18 @@ class GRPOModule(L.LightningModule):
 
         tok = max(stats["tokens"], 1.0)
         lens = [len(t) for t in ro.token_ids]
-        # the policy's reward on everything sampled this step (with dynamic sampling: every round)
-        values = sampling_stats.get("sampled_values") or [s.value for s in scores]
-        correct = sampling_stats.get("sampled_correct") or [s.correct for s in scores]
-        n_timeouts = sampling_stats.get("timeouts", float(getattr(scores, "n_timeouts", 0)))
+        # the policy on everything sampled this step (with dynamic sampling: every round, kept or not)
+        sampled = [x for part in sampling_stats.get("sampled", [scores]) for x in part]
+        values = [x.value for x in sampled]
+        sampled_zero_std = losses.zero_std_groups(torch.tensor(values, dtype=torch.float32).view(-1, G))
         metrics = {
             "train/loss": self._global_sum(stats["loss"]),
             "train/lr": sched.get_last_lr()[0],
             "train/reward/mean": _mean(values),
-            "train/reward/correct_frac": _mean(correct),
-            "train/reward/parse_rate": _mean(sampling_stats.get("sampled_parsed") or [s.reason in PARSED_REASONS for s in scores]),
-            "train/reward/timeouts": float(n_timeouts),
-            "train/groups_zero_std_frac": sampling_stats.get("sampled_zero_std", float(zero_std.float().mean()) if len(zero_std) else 0.0),
+            "train/reward/correct_frac": _mean(x.correct for x in sampled),
+            "train/reward/parse_rate": _mean(x.reason in PARSED_REASONS for x in sampled),
+            "train/reward/timeouts": float(sum(part.n_timeouts for part in sampling_stats.get("sampled", [scores]))),
+            "train/groups_zero_std_frac": _mean(sampled_zero_std.tolist()),
             "train/clip_frac": stats["clipped"] / (tok * self.ppo_epochs),
             "train/kl": stats["kl"] / tok,
             "train/entropy": stats["entropy"] / tok,
@@ -356,8 +349,8 @@ class GRPOModule(L.LightningModule):
             "train/sequences_trained": n_seq,
             "rollout/tokens_per_s": ro.stats.get("tokens_per_s", 0.0),
             "rollout/logprob_diff": stats["diff"] / tok,
-            "time/rollout_s": t1 - t0,
-            "time/reward_s": t2 - t1,
+            "time/rollout_s": rollout_s,
+            "time/reward_s": reward_s,
             "time/update_s": t3 - t2,
         }
         for k in ("prompts_drawn", "rounds", "kept_groups", "prompts_per_kept_group", "replayed", "replay_size"):
