@@ -299,7 +299,7 @@ def test_first_test_rows_without_a_build_are_the_built_rows(tmp_path):
     spec = DatasetSpec(simplicity=0.3, n_train=120, n_test=40, seed=5, workers=0, chunk_size=8,
                        output_dir=str(tmp_path / "d"))
     calls = []
-    import tsm.data.build as build
+    from tsm.data import build
 
     real = build.generate_candidate
 

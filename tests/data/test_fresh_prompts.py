@@ -57,7 +57,7 @@ def test_fresh_prompt_steps_are_deterministic_and_resume_exactly(tmp_path, token
 
 
 def test_no_test_function_and_disjoint_ranks(tmp_path, tokenizer, monkeypatch):
-    from tsm.data import build
+    from tsm.data import stream
 
     spec = small_spec(tmp_path, simplicity=0.1, max_depth=1, n_train=8, n_test=40)  # a small space: test functions are drawn often
     dm = module(spec, tokenizer, batch_size=16)
@@ -67,7 +67,7 @@ def test_no_test_function_and_disjoint_ranks(tmp_path, tokenizer, monkeypatch):
     from tsm.data.sft import encode_prompt
 
     generated: dict[tuple, str] = {}  # prompt token ids -> its function, for every candidate generated
-    real = build.generate_candidate
+    real = stream.generate_candidate
 
     def spy(item):
         status, value = real(item)
@@ -75,7 +75,7 @@ def test_no_test_function_and_disjoint_ranks(tmp_path, tokenizer, monkeypatch):
             generated[tuple(encode_prompt(tokenizer, value["messages"]))] = value["function_sympy"]
         return status, value
 
-    monkeypatch.setattr(build, "generate_candidate", spy)
+    monkeypatch.setattr(stream, "generate_candidate", spy)
     drawn = [p for s in steps(dm, 12) for p in list(s.prompts) + s.draw(16)]
     assert len(drawn) == 12 * 32
     used = {generated[tuple(p.token_ids)] for p in drawn}

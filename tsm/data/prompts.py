@@ -165,44 +165,28 @@ class PromptDataModule(L.LightningDataModule):
         return StepLoader(ds, start, self.num_workers, collate_fn=_as_is)
 
 
-def _fresh_row(fields: dict[str, Any], step: int, index: int) -> dict[str, Any]:
-    from tsm.data.build import dataset_row
-
-    return dataset_row(fields, f"fresh-{step}", index)
-
-
 class _FreshDraw:
     """Fresh functions for one (step, rank): candidates ``base + j`` of the stream's seed, in order,
     skipping rejected ones, excluded test functions, repeats within the step and over-long prompts."""
 
     def __init__(self, source: FreshPromptDataModule, step: int, rank: int, world: int):
-        from tsm.data.stream import SPACE
+        from tsm.data.stream import SPACE, usable_candidates
 
-        self.source, self.step = source, step
-        self.base = (step * world + rank) * SPACE
-        self.args = source.task_args(step)
-        self.j, self.seen = 0, set()
+        self.source, self.step, self.seen = source, step, set()
+        self._candidates = usable_candidates(source.task_args(step), (step * world + rank) * SPACE,
+                                             source.excluded(), self.seen, what=f"step {step}, rank {rank}")
 
     def __call__(self, n: int) -> list[Prompt]:
-        from tsm.data.build import generate_candidate
-        from tsm.data.stream import SPACE, key_digest
+        from tsm.data.build import dataset_row
 
         out: list[Prompt] = []
         while len(out) < n:
-            if self.j >= SPACE:
-                raise RuntimeError(f"step {self.step}: the candidate space gave only {len(out)} usable prompts")
-            status, value = generate_candidate((self.args, self.base + self.j))
-            self.j += 1
-            if status != "ok" or value["function_sympy"] in self.source.excluded():
-                continue
-            digest = key_digest(value["key"])
-            if digest in self.seen:
-                continue
+            j, value, digest = next(self._candidates)
             ids = encode_prompt(self.source.tokenizer, value["messages"])
             if len(ids) > self.source.max_prompt_length:
                 continue
             self.seen.add(digest)
-            out.append(Prompt(ids, value["ground_truth"], _fresh_row(value, self.step, self.j - 1)))
+            out.append(Prompt(ids, value["ground_truth"], dataset_row(value, f"fresh-{self.step}", j)))
         return out
 
 

@@ -33,6 +33,7 @@ import itertools
 import math
 import os
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +135,22 @@ def stream_excluded(spec: DatasetSpec, cfg: StreamConfig) -> frozenset[str]:
     return frozenset(excluded_functions(full))
 
 
+def usable_candidates(args: tuple, base: int, excluded: AbstractSet[str], seen: AbstractSet[int],
+                      start: int = 0, what: str = "stream") -> Iterator[tuple[int, dict[str, Any], int]]:
+    """``(j, fields, digest)`` for candidates ``base + j``, ``j = start, start + 1, ...`` that were
+    generated, are in no ``excluded`` set and whose digest is not in ``seen`` (read at each candidate,
+    so what the caller accepts and adds is skipped from then on); the SFT stream and the RL prompt
+    draws share this rule. Raises when the ``SPACE`` candidates reserved for ``what`` are spent."""
+    for j in range(start, SPACE):
+        status, value = generate_candidate((args, base + j))
+        if status != "ok" or value["function_sympy"] in excluded:
+            continue
+        digest = key_digest(value["key"])
+        if digest not in seen:
+            yield j, value, digest
+    raise RuntimeError(f"{what}: its {SPACE} candidates gave too few usable functions")
+
+
 class StepGenerator:
     """The pure part: step ``s`` -> its candidates, in candidate-index order."""
 
@@ -152,26 +169,19 @@ class StepGenerator:
         from tsm.data.derivation import answer_only
 
         want = self.keep if n is None else n
-        args = self.task_args(step)
         out: list[Candidate] = []
         seen = set(skip)
         j = start
-        while len(out) < want:
-            if j >= SPACE:
-                raise RuntimeError(f"step {step}: {SPACE} candidates gave only {len(out)} usable functions")
-            status, value = generate_candidate((args, step * SPACE + j))
-            j += 1
-            if status != "ok" or value["function_sympy"] in self.excluded:
-                continue
-            digest = key_digest(value["key"])
-            if digest in seen:
-                continue
+        for j, value, digest in usable_candidates(self.task_args(step), step * SPACE, self.excluded, seen, start,
+                                                  f"step {step}"):
             example = encode_example(self.tokenizer, value["messages"], answer_only(value["derivative"]))
             if len(example.input_ids) > self.max_length:
                 continue
             seen.add(digest)
             out.append(Candidate(digest, example, value["function_type"], value["function_sympy"]))
-        return out, j
+            if len(out) == want:
+                break
+        return out, (j + 1 if out else start)
 
 
 class _StepCandidates(IterableDataset):
@@ -313,4 +323,5 @@ __all__ = [
     "key_digest",
     "stream_excluded",
     "stream_task_args",
+    "usable_candidates",
 ]
