@@ -79,11 +79,8 @@ def finalize_stage(trainer: L.Trainer, stage_dir: Path) -> Path:
     hf = stage_dir / "hf"
     if trainer.is_global_zero:
         target = Path("checkpoints") / f"hf-step{trainer.global_step}"
-        tmp = stage_dir / ".hf.tmp"
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(target, tmp)
-        os.replace(tmp, hf)  # atomic: a reader never sees a missing or half-written link
+        # atomic: a reader never sees a missing or half-written link
+        write_atomic(hf, lambda tmp: os.symlink(target, tmp))
     trainer.strategy.barrier("finalize_stage")
     return hf
 

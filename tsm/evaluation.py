@@ -37,16 +37,11 @@ class EvalResult:
 def write_responses(path: Path, rows: Sequence[dict[str, Any]], result: EvalResult) -> None:
     """``rows`` with each one's ``responses``, ``scores``, ``answers`` and ``reasons`` as a parquet
     (atomic): what ``evaluate.py`` and ``train.py``'s test write, and what paired tests read."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from tsm.io import write_rows
 
-    from tsm.atomic import write_atomic
-
-    table = pa.Table.from_pylist([{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
-                                  for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
-                                                                   result.answers, result.reasons)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    write_rows(path, [{**r, "responses": resp, "scores": sc, "answers": ans, "reasons": why}
+                      for r, resp, sc, ans, why in zip(rows, result.responses, result.scores,
+                                                       result.answers, result.reasons)])
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

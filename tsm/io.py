@@ -1,6 +1,6 @@
-"""Helpers every layer uses, at the bottom of the house (it imports nothing else from tsm):
-reading a dataset/responses parquet, and printing/saving a run's config. Atomic writes and
-stale-temporary clean-up live beside it in ``tsm.atomic``."""
+"""Helpers every layer uses, at the bottom of the house (it imports only ``tsm.atomic`` from tsm):
+reading and writing a dataset/responses parquet, and printing/saving a run's config. Atomic writes
+and stale-temporary clean-up live beside it in ``tsm.atomic``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["config_summary", "print_config_tree", "read_rows"]
+__all__ = ["config_summary", "print_config_tree", "read_rows", "write_rows"]
 
 log = logging.getLogger("tsm")
 
@@ -24,6 +24,17 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         return pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise ValueError(f"cannot read parquet {path}: {exc}") from exc
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as a parquet at ``path`` (its folder made), written atomically (``tsm.atomic``)."""
+    import pyarrow as pa
+
+    from tsm.atomic import write_atomic
+
+    table = pa.Table.from_pylist(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 

@@ -157,7 +157,9 @@ def run_ei_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewar
     """Expert iteration (``tsm.algorithms.expert_iteration``): rounds of sample, verify, SFT."""
     from omegaconf import open_dict
 
-    from tsm.algorithms.expert_iteration import sample_round, write_rows
+    from tsm.algorithms.expert_iteration import sample_round
+    from tsm.atomic import write_atomic
+    from tsm.io import write_rows
     from tsm.models import load_checkpoint
 
     if ckpt_path:
@@ -188,29 +190,23 @@ def run_ei_stage(cfg: DictConfig, stage_cfg: DictConfig, model, tokenizer, rewar
         if stats["responses_kept"] < int(stage_cfg.sft.data_module.batch_size):
             log.warning("ei round %d: %d responses kept < one SFT batch (%d); the round trains nothing", r,
                         stats["responses_kept"], int(stage_cfg.sft.data_module.batch_size))
-            history = [h for h in history if h["round"] != r] + [stats]
-            record.write_text(json.dumps(history, indent=2))
-            continue
-        samples = round_dir / "samples.parquet"
-        write_rows(rows, samples)
-        sft_cfg = stage_cfg.sft.copy()
-        with open_dict(sft_cfg):
-            sft_cfg.data_module.sft_target = "responses"
-            sft_cfg.data_module.responses_path = str(samples)
-        t0 = time.perf_counter()
-        hf = run_sft_stage(cfg, sft_cfg, model, tokenizer, reward, round_dir / "sft", None)
-        stats["sft_seconds"] = time.perf_counter() - t0
+        else:
+            samples = round_dir / "samples.parquet"
+            write_rows(samples, rows)
+            sft_cfg = stage_cfg.sft.copy()
+            with open_dict(sft_cfg):
+                sft_cfg.data_module.sft_target = "responses"
+                sft_cfg.data_module.responses_path = str(samples)
+            t0 = time.perf_counter()
+            hf = run_sft_stage(cfg, sft_cfg, model, tokenizer, reward, round_dir / "sft", None)
+            stats["sft_seconds"] = time.perf_counter() - t0
         history = [h for h in history if h["round"] != r] + [stats]
         record.write_text(json.dumps(history, indent=2))
     if hf is None:
         raise RuntimeError("ei: no round kept a prompt, so nothing was trained (widen the pass-rate band or "
                            "draw more prompts)")
     link = stage_dir / "hf"
-    tmp = stage_dir / ".hf.tmp"
-    if tmp.is_symlink():
-        tmp.unlink()
-    os.symlink(os.path.relpath(hf.resolve(), stage_dir), tmp)
-    os.replace(tmp, link)
+    write_atomic(link, lambda tmp: os.symlink(os.path.relpath(hf.resolve(), stage_dir), tmp))
     return link
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -52,17 +51,6 @@ def select_responses(texts: list[str], n_tokens: list[int], correct: list[bool],
     return out, rate
 
 
-def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tsm.atomic import write_atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows)
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
-
-
 def sample_round(stage_cfg: DictConfig, prompt_source, model, tokenizer, reward, round_: int,
                  precision: Any = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Step 1-3 of a round: the rows to fine-tune on and the round's statistics."""
@@ -77,9 +65,7 @@ def sample_round(stage_cfg: DictConfig, prompt_source, model, tokenizer, reward,
                               seed=int(stage_cfg.seed) * 1009 + round_)
     engine = HFEngine(model, tokenizer, batch_size=int(stage_cfg.generation_batch_size),
                       autocast_dtype=autocast_dtype_for(precision))
-    was_training = model.training
-    ro = engine.generate([p.token_ids for p in prompts], k, sampling)
-    model.train(was_training)
+    ro = engine.generate([p.token_ids for p in prompts], k, sampling)  # restores the model's train/eval mode
     t1 = time.perf_counter()
     scores = reward(ro.texts, [prompts[i].ground_truth for i in ro.prompt_index])
     t2 = time.perf_counter()
@@ -104,4 +90,4 @@ def sample_round(stage_cfg: DictConfig, prompt_source, model, tokenizer, reward,
     return rows, stats
 
 
-__all__ = ["sample_round", "select_responses", "write_rows"]
+__all__ = ["sample_round", "select_responses"]
