@@ -33,3 +33,13 @@ def test_sign_test_and_describe():
     assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
     assert sign_test(13, 3) == pytest.approx(2 * sum(math.comb(16, k) for k in range(4)) / 2**16)
     assert describe(4756, 5000).startswith("95.12% [94.5, 95.7] (4756/5000)")
+
+
+def test_paired_sign_test_counts_the_discordant_rows_and_refuses_other_rows():
+    from tsm.stats import paired_sign_test, sign_test
+
+    a = {1: True, 2: True, 3: False, 4: False, 5: True}
+    b = {1: True, 2: False, 3: True, 4: True, 5: True}
+    assert paired_sign_test(a, b) == (2, 1, sign_test(2, 1))
+    with pytest.raises(ValueError, match="different rows"):
+        paired_sign_test(a, {**b, 6: True})

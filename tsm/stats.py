@@ -4,6 +4,7 @@ models scored on the same rows."""
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -27,6 +28,16 @@ def sign_test(wins: int, losses: int) -> float:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
     return min(1.0, 2 * tail)
+
+
+def paired_sign_test(first: Mapping[Hashable, bool], other: Mapping[Hashable, bool]) -> tuple[int, int, float]:
+    """Two models' verdicts on the same rows (row key -> solved): (rows only ``other`` solves, rows
+    only ``first`` solves, the sign-test p over them). ``ValueError`` when the rows differ."""
+    if first.keys() != other.keys():
+        raise ValueError("the two score different rows; compare evaluations of the same test split")
+    only_other = sum(other[k] and not first[k] for k in first)
+    only_first = sum(first[k] and not other[k] for k in first)
+    return only_other, only_first, sign_test(only_other, only_first)
 
 
 def describe(correct: int, n: int) -> str:

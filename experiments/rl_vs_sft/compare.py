@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tsm.stats import sign_test, wilson_interval
+from tsm.stats import paired_sign_test, wilson_interval
 
 
 def verdicts(path: str) -> dict[tuple, bool]:
@@ -34,11 +34,10 @@ def verdicts(path: str) -> dict[tuple, bool]:
 
 def paired(a: dict[tuple, bool], b: dict[tuple, bool]) -> tuple[int, int, float]:
     """(rows only b solves, rows only a solves, sign-test p); both must hold the same rows."""
-    if a.keys() != b.keys():
-        raise SystemExit("the two files hold different rows: compare models on the same test set")
-    wins = sum(b[k] and not a[k] for k in a)
-    losses = sum(a[k] and not b[k] for k in a)
-    return wins, losses, sign_test(wins, losses)
+    try:
+        return paired_sign_test(a, b)
+    except ValueError:
+        raise SystemExit("the two files hold different rows: compare models on the same test set") from None
 
 
 def main(argv: list[str] | None = None) -> None:
