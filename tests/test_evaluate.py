@@ -56,7 +56,7 @@ def memorized(tmp_path_factory, data_dir):
     the logged val/accuracy@1 is strictly between 0 and 1, and evaluate.py must reproduce it.
     """
     from tsm.data.build import build_dataset
-    from tsm.data.derivation import answer_only
+    from tsm.data.sft import answer_only
     from tsm.pipeline import run
 
     tmp = tmp_path_factory.mktemp("train")
@@ -64,7 +64,7 @@ def memorized(tmp_path_factory, data_dir):
     with open_dict(base):
         base.data.output_dir = data_dir
     val = pq.read_table(build_dataset(instantiate(base.data)).test).to_pylist()[:8]
-    gold = [{**r, "responses": [answer_only(r["extra_info"]["derivative"])], "scores": [1.0]} for r in val[::2]]
+    gold = [{**r, "responses": [answer_only(r["extra_info"]["answer"])], "scores": [1.0]} for r in val[::2]]
     responses = tmp / "gold_responses.parquet"
     pq.write_table(pa.Table.from_pylist(gold * 4), responses)  # 16 examples: 4 steps an epoch
     cfg = compose_cfg("train", [
@@ -139,7 +139,7 @@ def test_scoring_mode_equals_row_by_row_score(tmp_path, data_dir):
     rows = pq.read_table(build_dataset(instantiate(cfg.data)).test).to_pylist()[:12]
     answers = []
     for i, r in enumerate(rows):  # a mix: right, wrong, unboxed, garbage
-        gold = r["extra_info"]["derivative"]
+        gold = r["extra_info"]["answer"]
         answers.append([f"\\boxed{{{gold}}}" if i % 4 == 0 else f"\\boxed{{{gold} + 1}}" if i % 4 == 1
                         else "no box here" if i % 4 == 2 else "\\boxed{" + "{" * 5000, f"\\boxed{{{gold}}}"])
     path = tmp_path / "responses.parquet"
@@ -155,7 +155,7 @@ def test_scoring_mode_equals_row_by_row_score(tmp_path, data_dir):
     out = pq.read_table(Path(cfg.paths.output_dir) / "responses.parquet").to_pylist()
     assert [r["scores"][0] for r in out][:4] == [1.0, 0.1, 0.0, 0.0]
     assert [r["reasons"][0] for r in out][:4] == ["correct", "wrong", "no_box", "too_deep"]
-    assert out[0]["answers"][0] == rows[0]["extra_info"]["derivative"] and out[2]["answers"][0] is None
+    assert out[0]["answers"][0] == rows[0]["extra_info"]["answer"] and out[2]["answers"][0] is None
     assert m["pass@1"] == sum(sum(score(x, r["reward_model"]["ground_truth"]).correct for x in a) / 2
                               for r, a in zip(rows, answers)) / len(rows)  # all samples, unbiased
     assert m["pass@2"] == 1.0

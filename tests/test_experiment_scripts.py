@@ -23,7 +23,7 @@ def breakdown():
 def write(path: Path, rows: list[tuple[str, str, float]]) -> str:
     """A responses.parquet of (function_type, gold derivative, score) rows, as evaluate.py writes."""
     table = pa.table({
-        "extra_info": [{"index": i, "function": f"f{i}", "derivative": gold, "function_type": kind}
+        "extra_info": [{"index": i, "function": f"f{i}", "answer": gold, "function_type": kind}
                        for i, (kind, gold, _) in enumerate(rows)],
         "responses": [["\\boxed{...}"] for _ in rows],
         "scores": [[score] for _, _, score in rows],

@@ -158,3 +158,29 @@ def test_missing_function_and_help(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "usage:" in out and "checkpoint:" in out and "max_new_tokens" in out and "--file" in out
+
+
+INTEGRATION_SCRIPTS = {"right": r"The final answer is $\boxed{x e^{x} - e^{x} + C}$",
+                       "wrong": r"The final answer is $\boxed{x e^{x}}$"}
+
+
+class IntegrationEngine(ScriptedEngine):
+    def __init__(self, model, tokenizer, script: str, **hf_options):
+        self.response = INTEGRATION_SCRIPTS[script]
+
+
+@pytest.mark.parametrize("script, verdict", [("right", "correct"), ("wrong", "wrong")])
+def test_integration_task_poses_its_prompt_and_checks_by_differentiating(tiny_checkpoint, capsys, script, verdict):
+    rc = main(["--task", "integration", "x e^x", f"checkpoint={tiny_checkpoint}",
+               "rollout._target_=tests.test_predict.IntegrationEngine", f"+rollout.script={script}"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = out.splitlines()
+    assert next(line for line in lines if line.startswith("verdict")).split(None, 1)[1].startswith(verdict)
+    assert "antiderivative" in next(line for line in lines if line.startswith("prompt"))
+    assert any(line.startswith("sympy F(x)") and "(x - 1)*exp(x)" in line for line in lines)
+
+
+def test_unknown_task_is_bad_input(capsys):
+    assert main(["--task", "no_such", "x"]) == 2
+    assert "unknown task 'no_such'" in capsys.readouterr().err

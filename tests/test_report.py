@@ -18,14 +18,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def make_job(sweep: Path, num: int, model: str, simplicity: float, *, lr: str = "0.001",
              after: float | None = None, parameters: int | None = None, export_shapes: list | None = None,
-             val_losses: list[float] | None = None, wandb: bool = False) -> Path:
+             val_losses: list[float] | None = None, wandb: bool = False, task: str | None = None) -> Path:
     """A job folder as train.py + Hydra leave it; ``after=None`` = a job that wrote no metrics."""
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     overrides = ["experiment=tiny_sft", f"model={model}", f"data.simplicity={simplicity}",
                  f"sft.module.optimizer.lr={lr}"]
     OmegaConf.save(OmegaConf.create(overrides), job / ".hydra" / "overrides.yaml")
-    cfg = {"task_name": "tiny_sft", "model": {"name": model}, "data": {"simplicity": simplicity},
+    cfg = {"task_name": "tiny_sft", "model": {"name": model},
+           "data": {"simplicity": simplicity, **({"task": task} if task else {})},
            "paths": {"output_dir": "${hydra:runtime.output_dir}"},  # unresolvable outside Hydra, as in real files
            "logger": {"wandb": {"project": "tsm"}} if wandb else {"csv": {}}}
     OmegaConf.save(OmegaConf.create(cfg), job / ".hydra" / "config.yaml")
@@ -118,7 +119,7 @@ def test_other_swept_keys_get_columns_and_their_own_lines(tmp_path):
 
 def test_plot_title_names_the_task_only_when_jobs_share_one(sweep_dir):
     jobs = collect(sweep_dir)
-    assert report_title(jobs, sweep_dir).startswith("tiny_sft: ")
+    assert report_title(jobs, sweep_dir).startswith("tiny_sft [differentiation]: ")
     jobs[1] = dataclasses.replace(jobs[1], task="smallest_tiny5m_rl")  # runs of different experiments
     title = report_title(jobs, sweep_dir)
     assert "tiny_sft" not in title and "smallest" not in title
@@ -171,3 +172,19 @@ def test_no_report_without_finished_jobs(tmp_path):
     make_job(tmp_path, 0, "tiny_1m", 0.5, after=None)  # e.g. a `python -m tsm.data` multirun
     assert write_report(tmp_path, wandb=False) == {}
     assert not (tmp_path / "report.csv").exists()
+
+
+def test_jobs_report_their_task(tmp_path):
+    """A sweep per task: the task is a column and in the title; a sweep over tasks gets a line per task."""
+    sweep = tmp_path / "multirun" / "tiny_sft" / "t"
+    make_job(sweep, 0, "tiny_1m", 0.5, after=0.2, parameters=1_000_000, task="integration")
+    make_job(sweep, 1, "tiny_5m", 0.5, after=0.4, parameters=5_000_000, task="integration")
+    jobs = collect(sweep)
+    assert {j.problem for j in jobs} == {"integration"}
+    assert "[integration]" in report_title(jobs, sweep)
+    write_report(sweep, make_plot=False, wandb=False, echo=False)
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert [r["task"] for r in rows] == ["integration", "integration"]
+    make_job(sweep, 2, "tiny_1m", 0.5, after=0.9, parameters=1_000_000)  # no data.task: differentiation
+    jobs = collect(sweep)
+    assert "[differentiation, integration]" in report_title(jobs, sweep)

@@ -20,6 +20,7 @@ from tsm.evaluation import (
     score_groups,
     summarize,
 )
+from tsm.tasks.base import rows_task
 
 
 def run_folder_of(checkpoint: str) -> Path | None:
@@ -102,7 +103,6 @@ def _robustness(cfg, engine, tokenizer, reward, rows, result: EvalResult, n_func
     """Variants of the first ``n_functions`` solved rows (tsm.robustness), answered greedily."""
     import logging
 
-    from tsm.data.ood import pose_function
     from tsm.data.sft import encode_prompt
     from tsm.math.parse import parse_expression
     from tsm.robustness import consistency, make_variants
@@ -113,10 +113,11 @@ def _robustness(cfg, engine, tokenizer, reward, rows, result: EvalResult, n_func
     variants = make_variants(solved, seed=int(OmegaConf.select(cfg, "robustness.seed", default=0)))
     if not variants:
         return {}
-    posed = [pose_function(v.function, function_type=v.kind) for v in variants]
+    task = rows_task(rows)  # variants are posed as the rows' task poses a function
+    posed = [task.pose(v.function, function_type=v.kind) for v in variants]
     greedy = SamplingParams(max_new_tokens=cfg.sampling.max_new_tokens, temperature=0.0)
-    out = generate_and_score(engine, [encode_prompt(tokenizer, m) for _, m in posed],
-                             [p.derivative_sympy for p, _ in posed], greedy, reward, n=1)
+    out = generate_and_score(engine, [encode_prompt(tokenizer, p.messages) for p in posed],
+                             [p.ground_truth for p in posed], greedy, reward, n=1)
     correct = [r == "correct" for r, *_ in out.reasons]
     m = consistency(variants, correct)
     logging.getLogger("tsm").info("robustness: %d variants of %d solved functions, %.1f%% still solved (greedy)",
@@ -206,17 +207,19 @@ def run_evaluation(cfg) -> dict[str, float]:
     run = report.start_wandb(cfg.wandb, cfg, out)
     ok = False
     try:
-        with instantiate(cfg.reward) as reward:
-            if cfg.responses:
-                rows = read_rows(cfg.responses)
-                if not rows or "responses" not in rows[0]:
-                    raise ValueError(f"{cfg.responses} has no 'responses' column")
-            else:
-                rows = _dataset_rows(cfg)
-            if cfg.n_rows is not None:
-                rows = rows[: cfg.n_rows]
-            if not rows:
-                raise ValueError("no rows to evaluate")
+        if cfg.responses:
+            rows = read_rows(cfg.responses)
+            if not rows or "responses" not in rows[0]:
+                raise ValueError(f"{cfg.responses} has no 'responses' column")
+        else:
+            rows = _dataset_rows(cfg)
+        if cfg.n_rows is not None:
+            rows = rows[: cfg.n_rows]
+        if not rows:
+            raise ValueError("no rows to evaluate")
+        # the rows say which task's check judges them (a parquet of integration rows is scored as
+        # integration whatever `task=` says)
+        with instantiate(cfg.reward, task=rows_task(rows).name) as reward:
             gts = [r["reward_model"]["ground_truth"] for r in rows]
             types = [r.get("extra_info", {}).get("function_type", "unknown") for r in rows]
             if cfg.responses:

@@ -52,6 +52,7 @@ class JobResult:
     val_loss: float | None = None              # the last val/loss in the job's CSV logs
     logged_to_wandb: bool = False              # the job's config had a wandb logger
     extra: dict[str, str] = field(default_factory=dict)  # swept keys besides model and simplicity
+    problem: str = "differentiation"           # cfg.data.task: which tsm task (tsm/tasks/<name>/) the job solved
 
     @property
     def after(self) -> dict[str, Any]:
@@ -140,6 +141,7 @@ def collect(sweep_dir: str | Path) -> list[JobResult]:
             model=_select(cfg, "model.name"),
             simplicity=float(simplicity) if simplicity is not None else None,
             parameters=_parameters(metrics), val_loss=last_val_loss(d, metrics), logged_to_wandb=_select(cfg, "logger.wandb") is not None,
+            problem=_select(cfg, "data.task") or "differentiation",
         ))
     swept = varying_keys(raw)
     return [JobResult(**{**r.__dict__, "extra": {k: r.overrides.get(k, "") for k in swept}}) for r in raw]
@@ -166,7 +168,7 @@ def table(jobs: Sequence[JobResult]) -> tuple[list[str], list[list[Any]], list[l
     """(columns, raw rows for CSV/W&B, formatted rows for markdown)."""
     extra = list(jobs[0].extra) if jobs else []
     columns = ["job", "model", "parameters", "simplicity", *extra, "accuracy@1 before",
-               "accuracy@1 after", "boxed after", "test rows", "val/loss", "seconds", "status"]
+               "accuracy@1 after", "boxed after", "test rows", "val/loss", "seconds", "status", "task"]
     raw, shown = [], []
     for j in jobs:
         after, before = j.after, j.before
@@ -174,12 +176,13 @@ def table(jobs: Sequence[JobResult]) -> tuple[list[str], list[list[Any]], list[l
         status = "done" if j.metrics is not None else "no metrics"
         raw.append([j.job, j.model, j.parameters, j.simplicity, *j.extra.values(), before.get("accuracy@1"),
                     after.get("accuracy@1"), after.get("boxed_rate"), after.get("n_prompts"), j.val_loss,
-                    seconds, status])
+                    seconds, status, j.problem])
         shown.append([
             j.job, j.model or "", _fmt_params(j.parameters), "" if j.simplicity is None else f"{j.simplicity:g}",
             *j.extra.values(), _pct(before.get("accuracy@1")), _pct(after.get("accuracy@1")),
             _pct(after.get("boxed_rate")), "" if after.get("n_prompts") is None else f"{int(after['n_prompts'])}",
             "" if j.val_loss is None else f"{j.val_loss:.3f}", "" if seconds is None else f"{seconds:.0f}", status,
+            j.problem,
         ])
     return columns, raw, shown
 
@@ -198,6 +201,8 @@ def _series(jobs: Sequence[JobResult], value: str = "accuracy@1") -> dict[str, l
         if j.parameters is None or y is None:
             continue
         parts = [f"simplicity {j.simplicity:g}" if j.simplicity is not None else "simplicity ?"]
+        if len({k.problem for k in jobs}) > 1:  # a sweep over tasks: one line per task
+            parts.insert(0, j.problem)
         parts += [f"{k}={v}" for k, v in j.extra.items() if not k.startswith("model.")]
         lines.setdefault(", ".join(parts), []).append((j.parameters, float(y), j.model or ""))
     return {k: sorted(v) for k, v in sorted(lines.items())}
@@ -207,7 +212,8 @@ def report_title(jobs: Sequence[JobResult], sweep_dir: Path) -> str:
     """The plot's title: the task name when every job shares one, else the folder's name."""
     tasks = sorted({j.task for j in jobs if j.task})
     name = tasks[0] if len(tasks) == 1 else f"{sweep_dir.name} ({len(tasks)} experiments)" if tasks else sweep_dir.name
-    return f"{name}: by model size and data simplicity ({sweep_dir.name})"
+    problems = sorted({j.problem for j in jobs})
+    return f"{name} [{', '.join(problems)}]: by model size and data simplicity ({sweep_dir.name})"
 
 
 def plot(jobs: Sequence[JobResult], path: Path, title: str = "") -> Path | None:

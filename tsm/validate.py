@@ -94,6 +94,20 @@ def _raise(problems: list[str]) -> None:
         raise UserError("; ".join(problems))
 
 
+def _task_choice(problems: list[str], cfg: DictConfig) -> None:
+    """``task=<name>`` picked a task whose data an experiment then replaced with another task's."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choice = HydraConfig.get().runtime.choices.get("task")
+    except (ValueError, AttributeError):  # composed outside hydra.main (tests, notebooks)
+        return
+    data_task = _get(cfg, "data.task", "differentiation")
+    if choice and choice != "differentiation" and choice != data_task:
+        problems.append(f"task={choice} but data.task={data_task!r}: the experiment's data config is "
+                        f"for another task; add data={choice} (or an experiment made for {choice})")
+
+
 def check_train(cfg: DictConfig) -> None:
     """Everything train.py can check before it builds data or loads a model."""
     from tsm.pipeline import STAGE_RUNNERS, resolve_ckpt_path
@@ -146,6 +160,15 @@ def check_train(cfg: DictConfig) -> None:
         _data_spec(problems, cfg, "data")
         if _get(cfg, "evaluate.data") is not None:
             _data_spec(problems, cfg, "evaluate.data")
+            tasks = (_get(cfg, "data.task", "differentiation"), _get(cfg, "evaluate.data.task", "differentiation"))
+            if tasks[0] != tasks[1]:
+                problems.append(f"evaluate.data.task={tasks[1]!r} but data.task={tasks[0]!r}: a run is "
+                                "tested on its own task (the reward follows data.task)")
+        _task_choice(problems, cfg)
+        reward_task = _get(cfg, "reward.task", "differentiation")
+        if reward_task != _get(cfg, "data.task", "differentiation"):
+            problems.append(f"reward.task={reward_task!r} but data.task={_get(cfg, 'data.task')!r}: "
+                            "the reward must judge the data's task (leave reward.task to follow data.task)")
     _raise(problems)
 
 
@@ -163,6 +186,8 @@ def check_evaluate(cfg: DictConfig) -> None:
     _positive(problems, cfg, "n_rows", integer=True)
     if not problems and not responses:
         _data_spec(problems, cfg, "data")
+        if not _get(cfg, "data_path"):
+            _task_choice(problems, cfg)
     _raise(problems)
 
 

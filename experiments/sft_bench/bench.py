@@ -106,7 +106,7 @@ class StepLog:
 # -- data --------------------------------------------------------------------------------------
 def load_conversations(path: Path) -> list[tuple[list[dict[str, str]], str]]:
     """(prompt messages, completion) for every row of a Diff-TSM sample file."""
-    from tsm.data.derivation import answer_only
+    from tsm.data.sft import answer_only
     from tsm.tasks.base import SYSTEM_PROMPT
 
     out = []

@@ -34,7 +34,7 @@ def load(path: str) -> list[dict[str, Any]]:
         rows.append({
             "key": (info.get("index"), info["function"]),
             "type": info.get("function_type") or "?",
-            "gold_len": len(info["derivative"]),
+            "gold_len": len(info.get("answer", info.get("derivative", ""))),  # "derivative" before data format 3
             "right": bool(row["scores"]) and float(row["scores"][0]) >= 1.0,
         })
     return rows

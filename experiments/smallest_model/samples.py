@@ -40,7 +40,7 @@ def main() -> None:
         info = row["extra_info"]
         print(f"- **{kind}, {'right' if right else 'wrong'}** (score {float(row['scores'][0]):g}): "
               f"`{info.get('function_shown') or info['function']}` → `{row['responses'][0].strip()}`"
-              + ("" if right else f" — gold `{info['derivative']}`"))
+              + ("" if right else f" — gold `{info.get('answer', info.get('derivative'))}`"))
 
 
 if __name__ == "__main__":

@@ -44,12 +44,12 @@ def test_schema_and_row_contract(built):
         for r in data:
             assert r["data_source"] == "tsm/differentiation" and r["ability"] == "math"
             assert r["reward_model"]["style"] == "rule"
-            assert r["reward_model"]["ground_truth"] == r["extra_info"]["derivative_sympy"]
+            assert r["reward_model"]["ground_truth"] == r["extra_info"]["answer_sympy"]
             assert [m["role"] for m in r["prompt"]] == ["system", "user"]
             assert r["extra_info"]["split"] == split
             assert r["extra_info"]["function_shown"] in r["prompt"][1]["content"]
             assert len(r["extra_info"]["function"]) <= spec.max_length
-            assert len(r["extra_info"]["derivative"]) <= spec.max_length
+            assert len(r["extra_info"]["answer"]) <= spec.max_length
 
 
 def test_meta_sidecar(built):
@@ -175,8 +175,8 @@ def test_impossible_request_fails_early(tmp_path):
 def test_schema_refuses_nulls():
     row = {"data_source": None, "prompt": [], "ability": "math",
            "reward_model": {"style": "rule", "ground_truth": "1"},
-           "extra_info": {"split": "train", "index": 0, "function": "x", "derivative": "1",
-                          "function_sympy": "x", "derivative_sympy": "1",
+           "extra_info": {"split": "train", "index": 0, "function": "x", "answer": "1",
+                          "function_sympy": "x", "answer_sympy": "1",
                           "function_type": "polynomial", "function_shown": "x"}}
     with pytest.raises(ValueError, match="data_source"):
         to_table([row])
@@ -265,9 +265,12 @@ def test_exclude_keeps_a_fixed_test_split_out_of_a_fresh_build(tmp_path):
 def test_exclude_without_entries_keeps_existing_folders(tmp_path):
     assert B.DatasetSpec(exclude=[]).config_hash() == B.DatasetSpec().config_hash()
     assert "exclude" not in B.DatasetSpec(exclude=None).generation_config()
-    # conf/data/smallest.yaml's folder, which every smallest_* experiment result was trained on
+    # conf/data/smallest.yaml's folder (04715b8b317b before data format 3 renamed the answer fields);
+    # the task keys are absent for differentiation, so adding tasks moved no folder
     smallest = B.DatasetSpec(simplicity=0.5, variations=True, n_train=100000, n_test=512, seed=0)
-    assert smallest.config_hash() == "04715b8b317b"
+    assert smallest.config_hash() == "306bed39b09f"
+    assert "task" not in smallest.generation_config() and "task_options" not in smallest.generation_config()
+    assert B.DatasetSpec(task="integration").config_hash() != B.DatasetSpec().config_hash()
 
 
 @pytest.mark.parametrize("entry, words", [

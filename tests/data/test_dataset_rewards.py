@@ -15,8 +15,8 @@ def test_every_gold_scores_correct_in_latex_and_plain(simplicity, tmp_path):
     rows = read_rows(files.train) + read_rows(files.test)
     gts = [r["reward_model"]["ground_truth"] for r in rows]
     scorer = RewardScorer(workers=0)
-    latex = scorer([f"So $\\boxed{{{r['extra_info']['derivative']}}}$." for r in rows], gts)
-    plain = scorer([f"\\boxed{{{r['extra_info']['derivative_sympy']}}}" for r in rows], gts)
+    latex = scorer([f"So $\\boxed{{{r['extra_info']['answer']}}}$." for r in rows], gts)
+    plain = scorer([f"\\boxed{{{r['extra_info']['answer_sympy']}}}" for r in rows], gts)
     assert [latex[i].reason for i in range(len(rows))] == ["correct"] * len(rows)
     assert [plain[i].reason for i in range(len(rows))] == ["correct"] * len(rows)
     # answering f instead of f' is wrong (f is never its own derivative in this data: no e^x alone)

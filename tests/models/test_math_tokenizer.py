@@ -137,7 +137,7 @@ def test_dataset_strings_roundtrip(math_tokenizer):
     # Real rows: the task's prompts (surface variations of f) rendered with the chat template,
     # the gold f' in both forms, and the `steps` derivation an SFT target would hold.
     differentiation = pytest.importorskip("tsm.tasks.differentiation")
-    derivation = pytest.importorskip("tsm.data.derivation")
+    derivation = pytest.importorskip("tsm.tasks.differentiation.steps")
     task = differentiation.DifferentiationTask(simplicity=0.5)
     rng = random.Random(1)
     checked = 0

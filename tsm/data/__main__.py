@@ -1,7 +1,8 @@
-"""``python -m tsm.data [overrides]``: build (or reuse) the differentiation dataset and print a summary.
+"""``python -m tsm.data [overrides]``: build (or reuse) a task's dataset and print a summary.
 
 Composes ``conf/data.yaml`` (knobs in ``conf/data/default.yaml``), e.g.
-``python -m tsm.data data.simplicity=0.5 data.n_train=512 data.n_test=512 data.workers=2``.
+``python -m tsm.data data.simplicity=0.5 data.n_train=512 data.n_test=512 data.workers=2``;
+``python -m tsm.data task=integration`` builds the integration data (``conf/data/integration.yaml``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def summarize(files, seconds: float) -> str:
     for split in ("train", "test"):
         length = meta["mean_length"][split]
         lines.append(f"  mean LaTeX length ({split}): f {length['function']:.1f}  "
-                     f"f' {length['derivative']:.1f}")
+                     f"answer {length['answer']:.1f}")
     for split, path in (("train", files.train), ("test", files.test)):
         lines.append(f"  {split}: {path} ({pq.ParquetFile(path).metadata.num_rows} rows)")
     lines.append(f"  meta:  {files.meta}")

@@ -1,4 +1,7 @@
-"""Build the differentiation dataset: generate, dedup, split, write parquet + a JSON sidecar.
+"""Build a task's dataset: generate, dedup, split, write parquet + a JSON sidecar.
+
+The task (``data.task``, a :class:`tsm.tasks.TaskPlugin`: differentiation by default) supplies the
+sampler; everything below is task-neutral.
 
 Reproducibility: candidate ``i`` is drawn from ``random.Random(example_seed(seed, i))`` alone,
 candidates are consumed in index order and the build stops at the candidate that completes the
@@ -18,7 +21,7 @@ Capacity: the build fails early (after the first chunk) when the unique yield pr
 ``n_train + n_test`` functions need more than ``max_attempts_factor * (n_train + n_test)``
 candidates, and in any case when that budget runs out, naming the knobs to turn.
 
-Output: ``<output_dir>/differentiation-<hash>/{train,test}.parquet`` and ``meta.json``, where
+Output: ``<output_dir>/<task>-<hash>/{train,test}.parquet`` and ``meta.json``, where
 ``<hash>`` digests the generation config (not ``workers``, ``chunk_size``, ``timeout_s``,
 ``output_dir``). Each file is written to a temporary name and moved into place (an interrupted
 build leaves no partial file); ``meta.json`` is written last, and a folder whose ``meta.json``
@@ -57,12 +60,11 @@ import pyarrow.parquet as pq
 from tsm.atomic import remove_stale_temps, write_atomic
 from tsm.data.schema import to_table
 from tsm.math import sampling
-from tsm.tasks.base import Rejected
-from tsm.tasks.differentiation import DifferentiationTask
+from tsm.tasks.base import Rejected, Sampler, get_task
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the generation procedure changes what a config produces
+FORMAT_VERSION = 3  # 3: task-neutral row fields (answer, answer_sympy); bump when the generation procedure changes what a config produces
 _GENERATION_KEYS = ("simplicity", "n_train", "n_test", "max_coefficient", "max_power",
                     "max_length", "max_depth", "variations", "simplify", "seed")
 _PILOT_MIN = 256  # candidates seen before the capacity projection may fail the build
@@ -75,7 +77,7 @@ class CapacityError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """Knobs of a differentiation dataset build (the ``_target_`` of ``conf/data`` nodes)."""
+    """Knobs of a dataset build (the ``_target_`` of ``conf/data`` nodes)."""
 
     simplicity: float = 0.5  # probability of a template (else a random expression tree)
     n_train: int = 2048
@@ -93,12 +95,25 @@ class DatasetSpec:
     max_attempts_factor: float = 20.0  # candidate budget, as a multiple of n_train + n_test
     output_dir: str = "data"
     exclude: tuple = ()  # test sets kept out of this build: data configs (mappings) or parquet paths
+    task: str = "differentiation"  # the task whose sampler draws the rows (tsm/tasks/<task>/)
+    task_options: dict = dataclasses.field(default_factory=dict)  # the task sampler's own knobs
 
     def __post_init__(self) -> None:
         def fail(knob: str, why: str) -> None:
             raise ValueError(f"data.{knob}={getattr(self, knob)!r}: {why}")
 
         self.exclude = self._normalized_exclude(fail)
+        try:
+            plugin = get_task(self.task)
+        except ValueError as exc:
+            fail("task", str(exc))
+        if not isinstance(self.task_options, Mapping):
+            fail("task_options", "must be a mapping of the task sampler's knobs")
+        self.task_options = {str(k): v for k, v in dict(self.task_options).items()}
+        try:  # the sampler checks its own knobs (unknown names, ranges) before any work
+            plugin.sampler(**self.task_options)
+        except (TypeError, ValueError) as exc:
+            fail("task_options", str(exc))
 
         if isinstance(self.simplicity, bool) or not isinstance(self.simplicity, (int, float)) \
                 or not 0.0 <= self.simplicity <= 1.0:
@@ -158,6 +173,10 @@ class DatasetSpec:
     def generation_config(self) -> dict[str, Any]:
         """What determines the files (hashed into the folder name)."""
         config = {"format_version": FORMAT_VERSION, **{k: getattr(self, k) for k in _GENERATION_KEYS}}
+        if self.task != "differentiation":  # absent for differentiation, whose folders predate tasks
+            config["task"] = self.task
+        if self.task_options:
+            config["task_options"] = dict(sorted(self.task_options.items()))
         if self.exclude:  # absent when empty, so builds without exclusions keep their folders
             config["exclude"] = [_exclusion_identity(e) for e in self.excluded_specs()]
         return config
@@ -167,7 +186,7 @@ class DatasetSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def directory(self) -> Path:
-        return Path(self.output_dir) / f"differentiation-{self.config_hash()}"
+        return Path(self.output_dir) / f"{self.task}-{self.config_hash()}"
 
 
 @dataclass(frozen=True)
@@ -214,49 +233,60 @@ def excluded_functions(spec: DatasetSpec, progress: bool = False) -> set[str]:
     return functions
 
 
-_TASKS: dict[tuple, DifferentiationTask] = {}
+_SAMPLER_KNOBS = ("simplicity", "max_coefficient", "max_power", "max_depth", "max_length",
+                  "variations", "simplify")
+_SAMPLERS: dict[tuple, Sampler] = {}
 
 
 def generate_candidate(item: tuple[tuple, int]) -> tuple[str, Any]:
     """Pool function: candidate ``index`` -> ``("ok", fields)`` or ``("rejected", reason)``.
 
-    ``item`` is ``(task_args, index)`` with ``task_args`` the positional arguments of
-    :class:`DifferentiationTask`; module-level so a worker subprocess can import it.
+    ``item`` is ``(task_args, index)`` with ``task_args = (task, knobs, seed)`` (:func:`task_args`):
+    the task's name, its sampler's keyword arguments as sorted pairs, and the seed; module-level so
+    a worker subprocess can import it. ``fields`` are the task-neutral row fields.
     """
     task_args, index = item
-    task = _TASKS.get(task_args)
-    if task is None:
-        task = _TASKS[task_args] = DifferentiationTask(*task_args[:-1])
+    sampler = _SAMPLERS.get(task_args)
+    if sampler is None:
+        name, knobs, _ = task_args
+        sampler = _SAMPLERS[task_args] = get_task(name).sampler(**dict(knobs))
     rng = random.Random(example_seed(task_args[-1], index))
     try:
-        problem = task.sample(rng)
+        problem = sampler.sample(rng)
     except Rejected as exc:
         return "rejected", exc.reason
-    messages, shown = task.pose(problem, rng)
-    ground_truth = task.ground_truth(problem)  # str(f'): printed once, stored twice
+    messages, shown = sampler.pose(problem, rng)
     return "ok", {
-        "key": problem.key, "function_type": problem.function_type,
-        "function": problem.function_latex, "derivative": problem.derivative_latex,
-        "function_sympy": problem.function_sympy, "derivative_sympy": ground_truth,
-        "function_shown": shown, "messages": messages, "ground_truth": ground_truth,
+        "task": task_args[0], "key": problem.key, "function_type": problem.function_type,
+        "function": problem.function_latex, "answer": problem.answer_latex,
+        "function_sympy": problem.function_sympy, "answer_sympy": problem.answer_sympy,
+        "function_shown": shown, "messages": messages, "ground_truth": sampler.ground_truth(problem),
     }
 
 
-def _task_args(spec: DatasetSpec) -> tuple:
-    # the seed rides along (last) so the pool function can derive per-candidate RNGs
-    return (spec.simplicity, spec.max_coefficient, spec.max_power, spec.max_depth,
-            spec.max_length, spec.variations, spec.simplify, spec.seed)
+def task_args(spec: DatasetSpec, simplicity: float | None = None, seed: int | None = None) -> tuple:
+    """What :func:`generate_candidate` takes for ``spec`` (optionally another simplicity or seed:
+    the fresh-data streams' schedule and their own seed). The seed rides along last so the pool
+    function can derive per-candidate RNGs."""
+    knobs = {k: getattr(spec, k) for k in _SAMPLER_KNOBS}
+    if simplicity is not None:
+        knobs["simplicity"] = simplicity
+    knobs.update(spec.task_options)
+    return (spec.task, tuple(sorted(knobs.items())), spec.seed if seed is None else seed)
+
+
+_task_args = task_args  # the name the experiment scripts import
 
 
 def dataset_row(fields: dict[str, Any], split: str, index: int) -> dict[str, Any]:
     return {
-        "data_source": DifferentiationTask.data_source,
+        "data_source": get_task(fields.get("task", "differentiation")).data_source,
         "prompt": fields["messages"],
         "ability": "math",
         "reward_model": {"style": "rule", "ground_truth": fields["ground_truth"]},
         "extra_info": {"split": split, "index": index, "function": fields["function"],
-                       "derivative": fields["derivative"], "function_sympy": fields["function_sympy"],
-                       "derivative_sympy": fields["derivative_sympy"],
+                       "answer": fields["answer"], "function_sympy": fields["function_sympy"],
+                       "answer_sympy": fields["answer_sympy"],
                        "function_type": fields["function_type"],
                        "function_shown": fields["function_shown"]},
     }
@@ -365,10 +395,10 @@ def _generate(spec: DatasetSpec, progress: bool, target: int | None = None) -> t
     from tsm.parallel import TimeoutPool
 
     collector = _Collector(spec, excluded_functions(spec, progress), target)
-    args = _task_args(spec)
+    args = task_args(spec)
     timeouts = 0
     with TimeoutPool("tsm.data.build:generate_candidate", spec.workers, spec.timeout_s) as pool, \
-            tqdm(total=collector.target, disable=not progress, desc="differentiation data",
+            tqdm(total=collector.target, disable=not progress, desc=f"{spec.task} data",
                  unit="fn") as bar:
         start = 0
         while not collector.done:
@@ -446,7 +476,7 @@ def first_test_rows(spec: Any, n_rows: int | None = None, progress: bool = False
 def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
     """Build (or reuse) the dataset that ``spec`` describes; see the module doc.
 
-    Any other spec with a ``build(progress=...)`` method (``tsm.data.ood.OODSpec``: ``data=ood``)
+    Any other spec with a ``build(progress=...)`` method (``tsm.tasks.differentiation.ood.OODSpec``: ``data=ood``)
     builds itself, so every consumer of ``cfg.data`` accepts it.
     """
     if not isinstance(spec, DatasetSpec):
@@ -479,7 +509,7 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
         "rejections": dict(sorted(collector.rejections.items())),
         "function_types": {"train": _histogram(train_fields), "test": _histogram(test_fields)},
         "mean_length": {split: {"function": mean_len(rows, "function"),
-                                "derivative": mean_len(rows, "derivative")}
+                                "answer": mean_len(rows, "answer")}
                         for split, rows in (("train", train_fields), ("test", test_fields))},
         "files": {"train": files.train.name, "test": files.test.name},
         "sha256": {"train": _sha256(files.train), "test": _sha256(files.test)},
@@ -491,5 +521,5 @@ def build_dataset(spec: DatasetSpec, progress: bool = False) -> DatasetFiles:
     return files
 
 
-__all__ = ["CapacityError", "DatasetFiles", "DatasetSpec", "build_dataset", "example_seed",
-           "generate_candidate", "split_evenly"]
+__all__ = ["CapacityError", "DatasetFiles", "DatasetSpec", "build_dataset", "dataset_row",
+           "example_seed", "generate_candidate", "split_evenly", "task_args"]

@@ -2,17 +2,21 @@
 
 One row per problem::
 
-    data_source   str                                  "tsm/differentiation"
+    data_source   str                                  "tsm/<task>", e.g. "tsm/differentiation"
     prompt        list<struct<role, content>>          [system, user] chat messages
     ability       str                                  "math"
-    reward_model  struct<style, ground_truth>          style "rule"; ground_truth = str(f')
-    extra_info    struct<split, index, function, derivative, function_sympy,
-                         derivative_sympy, function_type, function_shown>
+    reward_model  struct<style, ground_truth>          style "rule"; what the task's check uses
+    extra_info    struct<split, index, function, answer, function_sympy,
+                         answer_sympy, function_type, function_shown>
 
-``function``/``derivative`` are LaTeX (Diff-TSM's form), ``*_sympy`` are ``str()`` of the sympy
-expressions (the reward rebuilds the gold answer from them without parsing LaTeX),
+The fields are task-neutral: every task poses a function f(x) (``function``) and stores one
+reference answer (``answer``: f' for differentiation, an antiderivative F for integration).
+``function``/``answer`` are LaTeX (Diff-TSM's form), ``*_sympy`` are ``str()`` of the sympy
+expressions (checks rebuild expressions from them without parsing LaTeX); ``ground_truth`` is what
+the task's ``verify`` takes (the gold f' for differentiation, the integrand f for integration);
 ``function_shown`` is the surface form of f that the user prompt shows, ``index`` is the row's
-position in its split.
+position in its split. (Before data format 3 the answer fields were ``derivative``/
+``derivative_sympy``.)
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ EXTRA_INFO = pa.struct([
     pa.field("split", pa.string(), nullable=False),
     pa.field("index", pa.int64(), nullable=False),
     pa.field("function", pa.string(), nullable=False),
-    pa.field("derivative", pa.string(), nullable=False),
+    pa.field("answer", pa.string(), nullable=False),
     pa.field("function_sympy", pa.string(), nullable=False),
-    pa.field("derivative_sympy", pa.string(), nullable=False),
+    pa.field("answer_sympy", pa.string(), nullable=False),
     pa.field("function_type", pa.string(), nullable=False),
     pa.field("function_shown", pa.string(), nullable=False),
 ])

@@ -2,8 +2,10 @@
 
 ``sft_target`` chooses the assistant text for a dataset row:
 
-- ``answer``: "The final answer is $\\boxed{f'}$" (Diff-TSM's format, shortest sequences);
-- ``steps``: a short rule-based derivation (``tsm.data.derivation``), correct by construction;
+- ``answer``: "The final answer is $\\boxed{<answer>}$" (Diff-TSM's format, shortest sequences;
+  the row's reference answer, any task);
+- ``steps``: the task's step-by-step text (``TaskPlugin.steps``; differentiation: a short
+  rule-based derivation, ``tsm.tasks.differentiation.steps``, correct by construction);
 - ``responses``: the responses of a responses parquet (``evaluate.py`` output) whose score is 1,
   for rejection sampling or distillation from a stronger model.
 
@@ -38,19 +40,23 @@ class SFTExample:
         return sum(label != IGNORE_INDEX for label in self.labels)
 
 
+def answer_only(answer_latex: str) -> str:
+    r"""The ``sft_target=answer`` text: ``The final answer is $\boxed{<answer>}$`` (any task)."""
+    return f"The final answer is $\\boxed{{{answer_latex}}}$"
+
+
 def target_texts(row: dict[str, Any], mode: str) -> list[str]:
     """Assistant texts to train on for one dataset row (``responses`` may give several or none)."""
     if mode == "answer":
-        from tsm.data.derivation import answer_only
-
-        return [answer_only(row["extra_info"]["derivative"])]
+        return [answer_only(row["extra_info"]["answer"])]
     if mode == "steps":
-        from tsm.data.derivation import derivation_steps
-        from tsm.math.parse import parse_expression
+        from tsm.tasks.base import task_of_row
 
-        info = row["extra_info"]
-        f = parse_expression(info["function_sympy"], dialect="sympy")
-        return [derivation_steps(f, derivative_latex=info["derivative"])]
+        task = task_of_row(row)
+        if task.steps is None:
+            raise ValueError(f"sft_target=steps: task {task.name!r} has no step-by-step targets "
+                             "(use sft_target=answer or responses)")
+        return [task.steps(row)]
     if mode == "responses":
         responses = row.get("responses")
         scores = row.get("scores")

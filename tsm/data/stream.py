@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from tsm.data.build import DatasetSpec, excluded_functions, generate_candidate
+from tsm.data.build import DatasetSpec, excluded_functions, generate_candidate, task_args
 from tsm.data.datamodule import SFTDataModule, collate
 from tsm.data.sft import SFTExample, encode_example
 
@@ -123,8 +123,7 @@ def _as_exclude_entry(entry: Any) -> Any:
 def stream_task_args(spec: DatasetSpec, cfg: StreamConfig, step: int) -> tuple:
     """The generator's arguments for ``step`` of a stream: ``spec``'s knobs, the stream's seed and
     its simplicity at that step (what ``generate_candidate`` takes; SFT and RL streams share it)."""
-    return (cfg.simplicity_at(step, spec.simplicity), spec.max_coefficient, spec.max_power,
-            spec.max_depth, spec.max_length, spec.variations, spec.simplify, cfg.seed)
+    return task_args(spec, simplicity=cfg.simplicity_at(step, spec.simplicity), seed=cfg.seed)
 
 
 def stream_excluded(spec: DatasetSpec, cfg: StreamConfig) -> frozenset[str]:
@@ -166,7 +165,7 @@ class StepGenerator:
                    n: int | None = None) -> tuple[list[Candidate], int]:
         """Up to ``n`` (default ``keep``) usable candidates of ``step`` from index ``start`` on,
         none in ``skip`` nor repeated; returns them and the next unread index."""
-        from tsm.data.derivation import answer_only
+        from tsm.data.sft import answer_only
 
         want = self.keep if n is None else n
         out: list[Candidate] = []
@@ -174,7 +173,7 @@ class StepGenerator:
         j = start
         for j, value, digest in usable_candidates(self.task_args(step), step * SPACE, self.excluded, seen, start,
                                                   f"step {step}"):
-            example = encode_example(self.tokenizer, value["messages"], answer_only(value["derivative"]))
+            example = encode_example(self.tokenizer, value["messages"], answer_only(value["answer"]))
             if len(example.input_ids) > self.max_length:
                 continue
             seen.add(digest)

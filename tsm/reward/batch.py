@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from tsm.parallel import TaskResult, TimeoutPool
 from tsm.reward.scoring import RewardConfig, Score, score
+from tsm.tasks.base import get_task
 
 __all__ = ["BatchScores", "RewardScorer", "score_batch"]
 
@@ -48,9 +49,14 @@ class BatchScores:
 
 
 def score_item(item: tuple[str, str, dict]) -> Score:
-    """Pool entry point: ``(response, ground_truth, RewardConfig fields)`` -> Score."""
+    """Pool entry point: ``(response, ground_truth, options)`` -> Score, where ``options`` are the
+    ``RewardConfig`` fields and ``task`` (whose ``verify`` judges; differentiation when absent)."""
     response, ground_truth, options = item
-    return score(response, ground_truth, **options)
+    options = dict(options)
+    task = options.pop("task", "differentiation")
+    if task == "differentiation":
+        return score(response, ground_truth, **options)
+    return get_task(task).verify(response, ground_truth, RewardConfig(**options))
 
 
 def warm_up() -> None:
@@ -67,16 +73,21 @@ def _to_score(res: TaskResult) -> Score:
 
 
 class RewardScorer:
-    """The reward as a configured object: ``scorer(responses, ground_truths) -> BatchScores``."""
+    """The reward as a configured object: ``scorer(responses, ground_truths) -> BatchScores``.
+
+    ``task`` names the task whose check judges (``tsm.tasks.get_task``): the derivative reward
+    for ``differentiation``, the antiderivative check for ``integration``."""
 
     def __init__(self, correct_score: float = 1.0, format_score: float = 0.1,
                  max_answer_chars: int = 1000, max_depth: int = 20, shortness_weight: float = 0.0,
-                 workers: int = 0, timeout_s: float = 5.0, chunk_size: int = 1):
+                 workers: int = 0, timeout_s: float = 5.0, chunk_size: int = 1,
+                 task: str = "differentiation"):
         self.config = RewardConfig(correct_score=correct_score, format_score=format_score,
                                    max_answer_chars=max_answer_chars, max_depth=max_depth,
                                    shortness_weight=shortness_weight)
         if workers < 0 or not timeout_s > 0 or chunk_size < 1:
             raise ValueError("need workers >= 0, timeout_s > 0, chunk_size >= 1")
+        self.task = get_task(task).name  # an unknown task fails here, before any scoring
         self.workers, self.timeout_s, self.chunk_size = workers, timeout_s, chunk_size
         self._pool: TimeoutPool | None = None  # started on first use, so the scorer pickles
         self.n_timeouts = 0
@@ -95,7 +106,7 @@ class RewardScorer:
     def __call__(self, responses: Sequence[str], ground_truths: Sequence[str]) -> BatchScores:
         if len(responses) != len(ground_truths):
             raise ValueError(f"{len(responses)} responses but {len(ground_truths)} ground truths")
-        opts = asdict(self.config)
+        opts = {**asdict(self.config), "task": self.task}
         results = self.pool.map([(r, g, opts) for r, g in zip(responses, ground_truths)],
                                 chunk_size=self.chunk_size)
         scores = [_to_score(r) for r in results]

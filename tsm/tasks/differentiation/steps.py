@@ -67,6 +67,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy
 
+from tsm.data.sft import answer_only
 from tsm.math.parse import ParseError, parse_expression
 from tsm.math.parse import X as PARSE_X
 from tsm.math.render import to_latex
@@ -130,11 +131,6 @@ class Derivation:
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-
-
-def answer_only(derivative_latex: str) -> str:
-    r"""The ``sft_target=answer`` text: ``The final answer is $\boxed{<f'>}$``."""
-    return f"The final answer is $\\boxed{{{derivative_latex}}}$"
 
 
 def derivation_steps(

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import sympy
 
-from tsm.data import derivation as dv
-from tsm.data.derivation import answer_only, derivation_steps, derive, equal
+from tsm.data.sft import answer_only
 from tsm.math.render import to_latex as latex
+from tsm.tasks.differentiation import steps as dv
+from tsm.tasks.differentiation.steps import derivation_steps, derive, equal
 
 x = sympy.Symbol("x")
 REFERENCE = Path("/work/shared/diff_tsm_reference")

@@ -1,4 +1,4 @@
-"""Symbolic differentiation: given f(x), answer d/dx f(x) inside ``\\boxed{}`` (Diff-TSM's task).
+"""The differentiation sampler: draw f(x), pose "find the derivative", name ``str(f')``.
 
 A draw (``DifferentiationTask.sample``) is a function from :mod:`tsm.math.sampling`, its sympy
 derivative, and both as LaTeX (Diff-TSM's form) and plain sympy strings. Draws are rejected,
@@ -152,6 +152,15 @@ class DifferentiationProblem:
     @property
     def derivative_sympy(self) -> str:
         return str(self.derivative)
+
+    # the task-neutral names (tsm.tasks.base.Problem): the answer is f'
+    @property
+    def answer_latex(self) -> str:
+        return self.derivative_latex
+
+    @property
+    def answer_sympy(self) -> str:
+        return self.derivative_sympy
 
 
 class DifferentiationTask:

@@ -1,7 +1,7 @@
 """The out-of-distribution test set (``data=ood``): hand-written textbook functions, built into
 the same parquet layout as the generated data.
 
-Source: ``tsm/data/ood_functions.yaml`` (or ``data.source``, a YAML of the same shape:
+Source: ``tsm/tasks/differentiation/ood_functions.yaml`` (or ``data.source``, a YAML of the same shape:
 ``{function_type: [f, ...]}``), where each f is plain sympy text written by hand. A row is made
 the way :mod:`tsm.data.build` makes one, from computed fields only:
 
@@ -43,14 +43,14 @@ from tsm.data import build
 from tsm.data.build import DatasetFiles, example_seed
 from tsm.math import render
 from tsm.math.parse import ParseError, parse_expression
-from tsm.tasks.differentiation import (
+from tsm.tasks.differentiation.sampler import (
     DifferentiationProblem,
     DifferentiationTask,
     canonical_key,
     scan,
 )
 
-FORMAT_VERSION = 1  # bump when the build procedure changes what a source produces
+FORMAT_VERSION = 2  # 2: task-neutral row fields; bump when the build procedure changes what a source produces
 DEFAULT_SOURCE = Path(__file__).with_name("ood_functions.yaml")
 _X = sympy.Symbol("x")
 # sympy's abbreviated inverse-trig names -> the standard LaTeX commands
@@ -66,8 +66,11 @@ class OODSpec:
     variations: bool = True  # prompt phrasings and surface forms as data.variations
     seed: int = 0  # picks the phrasings and surface forms
     output_dir: str = "data"
+    task: str = "differentiation"  # the set's task (fixed: the rows are derivative problems)
 
     def __post_init__(self) -> None:
+        if self.task != "differentiation":
+            raise ValueError(f"data.task={self.task!r}: the OOD set is a differentiation set")
         if not isinstance(self.variations, bool):
             raise ValueError(f"data.variations={self.variations!r}: must be true or false")  # noqa: TRY004 - config errors are ValueErrors, as in DatasetSpec
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -159,9 +162,9 @@ def ood_rows(spec: OODSpec) -> list[dict[str, Any]]:
             raise ValueError(f"OOD function {text!r} repeats {seen[problem.key]!r}")
         seen[problem.key] = text
         messages, shown = task.pose(problem, random.Random(example_seed(spec.seed, i)))
-        fields = {"function_type": kind, "function": problem.function_latex,
-                  "derivative": problem.derivative_latex, "function_sympy": problem.function_sympy,
-                  "derivative_sympy": problem.derivative_sympy, "function_shown": shown,
+        fields = {"task": "differentiation", "function_type": kind, "function": problem.function_latex,
+                  "answer": problem.derivative_latex, "function_sympy": problem.function_sympy,
+                  "answer_sympy": problem.derivative_sympy, "function_shown": shown,
                   "messages": messages, "ground_truth": task.ground_truth(problem)}
         rows.append(build.dataset_row(fields, "test", i))
     return rows
@@ -192,8 +195,8 @@ def build_ood(spec: OODSpec) -> DatasetFiles:
                    "rejected": 0, "timeouts": 0},
         "rejections": {},
         "function_types": {"train": {k: 0 for k in kinds}, "test": kinds},
-        "mean_length": {"train": {"function": 0.0, "derivative": 0.0},
-                        "test": {"function": mean_len("function"), "derivative": mean_len("derivative")}},
+        "mean_length": {"train": {"function": 0.0, "answer": 0.0},
+                        "test": {"function": mean_len("function"), "answer": mean_len("answer")}},
         "files": {"train": files.train.name, "test": files.test.name},
         "sha256": {"train": build._sha256(files.train), "test": build._sha256(files.test)},
         "versions": build._versions(),
