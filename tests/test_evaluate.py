@@ -278,6 +278,9 @@ def test_console_table_is_sectioned():
     assert any(line.split() == ["accuracy@2", "50.0%"] for line in lines)
     assert any(line.split() == ["chain", "2", "50.0%"] for line in lines)
     assert lines[-1].strip() == "generation: 8 responses in 2.0 s = 4.00 responses/s, 126.0 tokens/s"
+    # the random-tree family is labelled by what it is (its key stays Diff-TSM's name)
+    text = format_table({**metrics, "accuracy/composite-complex": 1.0, "count/composite-complex": 3.0}, "X")
+    assert any(line.split() == ["random", "tree", "(composite-complex)", "3", "100.0%"] for line in text.splitlines())
 
 
 @pytest.mark.slow

@@ -222,18 +222,24 @@ def format_table(metrics: dict[str, float], title: str | None = None) -> str:
         lines.append(f"  {key:<{width}} {text:>8}")
     types = sorted(key.split("/", 1)[1] for key in metrics if key.startswith("accuracy/"))
     if types:  # the % column lines up with the one above
-        width = max(width, *(len(t) + 5 for t in types))
+        width = max(width, *(len(type_label(t)) + 5 for t in types))
         lines.append(f"  {'function_type':<{width - 5}}{'n':>5} {'acc@1':>8}")
         for t in types:
             n = metrics.get(f"count/{t}")
             count = str(int(n)) if n is not None else ""
-            lines.append(f"  {t:<{width - 5}}{count:>5} {100 * metrics[f'accuracy/{t}']:7.1f}%")
+            lines.append(f"  {type_label(t):<{width - 5}}{count:>5} {100 * metrics[f'accuracy/{t}']:7.1f}%")
     if "rollout/seconds" in metrics:
         n_resp = int(metrics["n_prompts"] * metrics["n_samples"])
         lines.append(f"  generation: {n_resp} responses in {metrics['rollout/seconds']:.1f} s = "
                      f"{metrics['rollout/responses_per_s']:.2f} responses/s, "
                      f"{metrics['rollout/tokens_per_s']:.1f} tokens/s")
     return "\n".join(lines)
+
+
+def type_label(function_type: str) -> str:
+    """A function type as tables print it: the stored key ``composite-complex`` (Diff-TSM's name,
+    kept in rows and metric keys) is a random expression tree of any size, ``x + 5`` included."""
+    return "random tree (composite-complex)" if function_type == "composite-complex" else function_type
 
 
 def build_engine(rollout_cfg, model, tokenizer, bf16: bool = False):

@@ -67,7 +67,9 @@ def plot_accuracy_by_type(metrics: dict[str, float], path: Path, title: str = ""
 
     bars = accuracy_by_type(metrics)
     fig, ax = plt.subplots(figsize=(9, 1.6 + 0.42 * max(1, len(bars))), dpi=120)
-    names = [t for t, _, _ in bars]
+    from tsm.evaluation import type_label
+
+    names = [type_label(t) for t, _, _ in bars]
     values = [100 * a for _, a, _ in bars]
     ax.barh(names, values, color="#4C72B0", height=0.6)
     ax.invert_yaxis()  # first name on top, like the console table

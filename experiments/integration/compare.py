@@ -2,7 +2,8 @@
 
     python experiments/integration/compare.py \
         --sympy 1s=experiments/integration/records/sympy_1s.csv 10s=experiments/integration/records/sympy_10s.csv \
-        --model NAME=RUN/test_after/responses.parquet [NAME=...] [--seconds NAME=SECONDS_PER_ANSWER ...] \
+        --model NAME=RUN/test_after/responses.parquet [NAME=...] [--any NAME=SAMPLED/responses.parquet] \
+        [--seconds NAME=SECONDS_PER_ANSWER ...] [--rows TEST.parquet] \
         [--verdicts experiments/integration/records/verdicts.csv]
     python experiments/integration/compare.py --from-verdicts experiments/integration/records/verdicts.csv
 
@@ -37,10 +38,12 @@ def sympy_verdicts(path: str) -> tuple[dict[int, bool], dict[int, float]]:
     return solved, seconds
 
 
-def model_verdicts(path: str) -> dict[int, bool]:
+def model_verdicts(path: str, any_sample: bool = False) -> dict[int, bool]:
+    """Row index -> the first sample (or, with ``any_sample``, any sample) is correct."""
     out = {}
     for row in pq.read_table(path, columns=["extra_info", "scores"]).to_pylist():
-        out[int(row["extra_info"]["index"])] = bool(row["scores"]) and float(row["scores"][0]) >= 1.0
+        scores = [float(s) for s in row["scores"] or []]
+        out[int(row["extra_info"]["index"])] = any(s >= 1.0 for s in (scores if any_sample else scores[:1]))
     return out
 
 
@@ -76,22 +79,38 @@ def table(columns: dict[str, dict[int, bool]], seconds: dict[str, float | None],
     return "\n".join(lines)
 
 
+def by_type(columns: dict[str, dict[int, bool]], kinds: dict[int, str]) -> str:
+    """Solved share per function type (the generator family of F), one column per solver."""
+    types = sorted(set(kinds.values()), key=lambda t: (t == "composite-complex", t))
+    lines = ["| function type | rows | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for t in types:
+        idx = [i for i, k in kinds.items() if k == t]
+        cells = [f"{100 * sum(v[i] for i in idx) / len(idx):.1f}%" for v in columns.values()]
+        lines.append(f"| {t} | {len(idx)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sympy", nargs="*", default=[], help="LIMIT=CSV from sympy_baseline.py")
-    ap.add_argument("--model", nargs="*", default=[], help="NAME=responses.parquet")
+    ap.add_argument("--model", nargs="*", default=[], help="NAME=responses.parquet (first sample)")
+    ap.add_argument("--any", nargs="*", default=[], help="NAME=responses.parquet: solved when any sample "
+                    "passes the check (the check needs only f, so a model + check solver returns that one)")
     ap.add_argument("--seconds", nargs="*", default=[], help="NAME=seconds per answer (a model's mean)")
+    ap.add_argument("--rows", help="the test parquet: adds a table by function type")
     ap.add_argument("--verdicts", help="write the per-row verdicts here")
     ap.add_argument("--from-verdicts", help="reprint the table from a verdicts CSV")
     args = ap.parse_args(argv)
 
     columns: dict[str, dict[int, bool]] = {}
+    kinds: dict[int, str] = {}
     seconds: dict[str, float | None] = {}
     per_row: dict[str, dict[int, float]] = {}  # seconds per row (sympy: measured; models: the mean given)
     if args.from_verdicts:
         with open(args.from_verdicts) as fh:
             rows = list(csv.DictReader(fh))
-        names = [c for c in rows[0] if c != "index" and not c.startswith("seconds ")]
+        names = [c for c in rows[0] if c not in ("index", "function_type") and not c.startswith("seconds ")]
+        kinds = {int(r["index"]): r["function_type"] for r in rows if r.get("function_type")}
         for name in names:
             columns[name] = {int(r["index"]): r[name] == "1" for r in rows}
             col = f"seconds {name}"
@@ -105,19 +124,28 @@ def main(argv: list[str] | None = None) -> None:
             per_row[f"sympy {limit}"] = secs
         for name, path in _pairs(args.model, "--model"):
             columns[name] = model_verdicts(path)
+        for name, path in _pairs(args.any, "--any"):
+            columns[name] = model_verdicts(path, any_sample=True)
         for name, value in _pairs(args.seconds, "--seconds"):
             seconds[name] = float(value)
             per_row[name] = dict.fromkeys(columns[name], float(value))
+        if args.rows:
+            kinds = {int(r["extra_info"]["index"]): r["extra_info"]["function_type"]
+                     for r in pq.read_table(args.rows, columns=["extra_info"]).to_pylist()}
     sympy_names = [n.split(" ", 1)[1] for n in columns if n.startswith("sympy ")]
     print(table(columns, seconds, sympy_names))
+    if kinds:
+        print()
+        print(by_type(columns, kinds))
     if args.verdicts:
         index = sorted(next(iter(columns.values())))
         with open(args.verdicts, "w", newline="") as fh:
             w = csv.writer(fh)
             timed = [n for n in columns if n in per_row]
-            w.writerow(["index", *columns, *(f"seconds {n}" for n in timed)])
+            w.writerow(["index", "function_type", *columns, *(f"seconds {n}" for n in timed)])
             for i in index:
-                w.writerow([i, *(int(columns[n][i]) for n in columns), *(per_row[n][i] for n in timed)])
+                w.writerow([i, kinds.get(i, ""), *(int(columns[n][i]) for n in columns),
+                            *(per_row[n][i] for n in timed)])
 
 
 if __name__ == "__main__":

@@ -93,3 +93,31 @@ def test_variations_are_seeded_and_varied():
     assert len(set(a)) > 10
     assert any("**" in s for s in a) and any("^" in s for s in a)
     assert any("\\" in s for s in a) and any("sin" in s and "\\" not in s for s in a)
+
+
+def test_clean_surface_forms_are_forms_people_type_and_denote_f():
+    """surface=clean: no ** inside LaTeX, no braces turned into parentheses, no two symbols glued
+    into one word; every form parses back to f (the reward's parser)."""
+    import random as _random
+
+    import sympy as _sympy
+
+    from tsm.math import render as R
+    from tsm.math.equivalence import equivalent, gold_values
+    from tsm.math.parse import parse_expression
+    from tsm.math.sampling import sample_function
+
+    checked = 0
+    for i in range(300):
+        rng = _random.Random(i)
+        f = sample_function(rng, simplicity=0.5).expr
+        if not f.has(_sympy.Symbol("x")):
+            continue
+        shown = R.surface_form(f, rng, style="clean")
+        assert "**{" not in shown and "((((" not in shown and "\\frac(" not in shown, shown
+        assert "xe^" not in shown and "xe**" not in shown, shown  # `x e^{x}` stays two symbols
+        assert equivalent(parse_expression(shown), gold_values(f)), (f, shown)
+        checked += 1
+    assert checked > 200
+    with pytest.raises(ValueError, match="surface style"):
+        R.surface_form(_sympy.Symbol("x"), _random.Random(0), style="fancy")

@@ -19,6 +19,7 @@ from tsm.models.math_tokenizer import (
     build_backend,
     pieces,
 )
+from tsm.tasks.base import Rejected
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 LATEX_BITS = list(LATEX_COMMANDS) + [
@@ -144,7 +145,7 @@ def test_dataset_strings_roundtrip(math_tokenizer):
     while checked < 40:
         try:
             problem = task.sample(rng)
-        except differentiation.Rejected:
+        except Rejected:
             continue
         chat = math_tokenizer.apply_chat_template(
             task.messages(problem, rng), tokenize=False, add_generation_prompt=True
@@ -153,6 +154,23 @@ def test_dataset_strings_roundtrip(math_tokenizer):
             problem.function, derivative_latex=problem.derivative_latex
         )
         for text in (chat, problem.derivative_latex, task.ground_truth(problem), steps):
+            assert roundtrip(math_tokenizer, text) == text
+        checked += 1
+
+
+def test_integration_strings_roundtrip(math_tokenizer):
+    """The second task's prompts (words outside the vocabulary, split into pieces) and answers."""
+    from tsm.tasks.integration import IntegrationTask
+
+    task, rng, checked = IntegrationTask(simplicity=0.5), random.Random(2), 0
+    while checked < 30:
+        try:
+            problem = task.sample(rng)
+        except Rejected:
+            continue
+        chat = math_tokenizer.apply_chat_template(task.messages(problem, rng), tokenize=False,
+                                                  add_generation_prompt=True)
+        for text in (chat, problem.answer_latex, task.ground_truth(problem)):
             assert roundtrip(math_tokenizer, text) == text
         checked += 1
 

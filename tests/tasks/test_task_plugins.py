@@ -246,3 +246,59 @@ def test_a_task_whose_data_an_experiment_replaced_fails_in_one_line(tmp_path):
     assert proc.returncode != 0
     assert "task=integration but data.task='differentiation'" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_the_size_sweep_runs_per_task(tmp_path):
+    """`python train.py -m hparams_search=size_simplicity task=integration`: every grid point trains
+    and is scored on integration (tiny_sft replaces no data config)."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_cfg
+
+    for model in ("tiny_1m", "tiny_5m"):
+        cfg = compose_cfg("train", ["hparams_search=size_simplicity", "task=integration", f"model={model}",
+                                    "data.simplicity=0.9"], tmp_path)
+        assert cfg.task_name == "tiny_sft" and cfg.data.task == cfg.reward.task == "integration"
+        spec = instantiate(cfg.data)
+        assert spec.task == "integration" and spec.simplicity == 0.9
+
+
+def test_evaluate_scores_a_parquet_with_its_rows_task(integration_files, tmp_path):
+    """`evaluate.py responses=...` on integration rows, with no task= given: the rows' data_source picks
+    the antiderivative check (the derivative reward would call these answers wrong)."""
+    import json
+
+    import pyarrow as pa
+
+    _, files = integration_files
+    rows = pq.read_table(files.test).to_pylist()
+    answered = [{**r, "responses": [target_texts(r, "answer")[0] if i % 2 == 0 else r"\boxed{0}"]}
+                for i, r in enumerate(rows)]
+    path = tmp_path / "responses.parquet"
+    pq.write_table(pa.Table.from_pylist(answered), path)
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "evaluate.py", f"responses={path}", "reward.workers=0",
+                           "wandb.enabled=false", f"hydra.run.dir={out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["accuracy@1"] == 0.5
+
+
+def test_hygiene_knobs_change_only_what_they_say(tmp_path):
+    """data.surface=clean and data.drop_constants=true: new folders, clean prompts, no constant f;
+    at their defaults the config hash and the rows are what they were."""
+    base = DatasetSpec(n_train=40, n_test=8, output_dir=str(tmp_path))
+    assert "surface" not in base.generation_config() and "drop_constants" not in base.generation_config()
+    clean = DatasetSpec(n_train=40, n_test=8, surface="clean", drop_constants=True, output_dir=str(tmp_path))
+    assert clean.config_hash() != base.config_hash()
+    x = sympy.Symbol("x")
+    for row in pq.read_table(build_dataset(clean).train).to_pylist():
+        f = sympy.sympify(row["extra_info"]["function_sympy"])
+        assert f.has(x)
+        shown = row["extra_info"]["function_shown"]
+        assert "**{" not in shown and "((((" not in shown
+    with pytest.raises(ValueError, match="data.surface"):
+        DatasetSpec(surface="fancy")
+    # a task sampler that predates the knobs still works at their defaults (they are not passed)
+    assert "surface" not in dict(task_args(base)[1]) and dict(task_args(clean)[1])["surface"] == "clean"

@@ -60,6 +60,7 @@ import pyarrow.parquet as pq
 from tsm.atomic import remove_stale_temps, write_atomic
 from tsm.data.schema import to_table
 from tsm.math import sampling
+from tsm.math.render import SURFACE_STYLES
 from tsm.tasks.base import Rejected, Sampler, get_task
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class DatasetSpec:
     max_attempts_factor: float = 20.0  # candidate budget, as a multiple of n_train + n_test
     output_dir: str = "data"
     exclude: tuple = ()  # test sets kept out of this build: data configs (mappings) or parquet paths
+    surface: str = "diff_tsm"  # prompt variations: Diff-TSM's ("diff_tsm") or only forms people type ("clean")
+    drop_constants: bool = False  # refuse functions without x (f(x) = 0 and other degenerate exercises)
     task: str = "differentiation"  # the task whose sampler draws the rows (tsm/tasks/<task>/)
     task_options: dict = dataclasses.field(default_factory=dict)  # the task sampler's own knobs
 
@@ -134,6 +137,10 @@ class DatasetSpec:
             fail("variations", "must be true or false")
         if self.simplify not in sampling.SIMPLIFY_MODES:
             fail("simplify", f"must be one of {list(sampling.SIMPLIFY_MODES)}")
+        if self.surface not in SURFACE_STYLES:
+            fail("surface", f"must be one of {list(SURFACE_STYLES)}")
+        if not isinstance(self.drop_constants, bool):
+            fail("drop_constants", "must be true or false")
         if not isinstance(self.timeout_s, (int, float)) or not self.timeout_s > 0:
             fail("timeout_s", "must be > 0 seconds")
         if not isinstance(self.max_attempts_factor, (int, float)) or not self.max_attempts_factor >= 1:
@@ -173,6 +180,9 @@ class DatasetSpec:
     def generation_config(self) -> dict[str, Any]:
         """What determines the files (hashed into the folder name)."""
         config = {"format_version": FORMAT_VERSION, **{k: getattr(self, k) for k in _GENERATION_KEYS}}
+        for knob, default in _NEWER_KNOBS.items():  # absent at their defaults: folders keep their names
+            if getattr(self, knob) != default:
+                config[knob] = getattr(self, knob)
         if self.task != "differentiation":  # absent for differentiation, whose folders predate tasks
             config["task"] = self.task
         if self.task_options:
@@ -235,6 +245,9 @@ def excluded_functions(spec: DatasetSpec, progress: bool = False) -> set[str]:
 
 _SAMPLER_KNOBS = ("simplicity", "max_coefficient", "max_power", "max_depth", "max_length",
                   "variations", "simplify")
+# later knobs: in the config hash and passed to the sampler only when changed, so folders keep their
+# names and a task sampler written before them keeps working until a config uses them
+_NEWER_KNOBS = {"surface": "diff_tsm", "drop_constants": False}
 _SAMPLERS: dict[tuple, Sampler] = {}
 
 
@@ -269,6 +282,7 @@ def task_args(spec: DatasetSpec, simplicity: float | None = None, seed: int | No
     the fresh-data streams' schedule and their own seed). The seed rides along last so the pool
     function can derive per-candidate RNGs."""
     knobs = {k: getattr(spec, k) for k in _SAMPLER_KNOBS}
+    knobs.update({k: getattr(spec, k) for k, default in _NEWER_KNOBS.items() if getattr(spec, k) != default})
     if simplicity is not None:
         knobs["simplicity"] = simplicity
     knobs.update(spec.task_options)

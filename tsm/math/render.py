@@ -20,6 +20,12 @@
     command name followed by a letter (``\\pi x`` would become the unknown ``\\pix``).
 
   The stored gold answer never goes through these: only the prompt's copy of f varies.
+
+* :func:`clean_form` (``surface="clean"``, ``data.surface``): only forms people type. Diff-TSM's
+  variations also give ``x**{4}`` (``**`` inside LaTeX braces), ``xe**{x}`` (a dropped space that
+  glues two symbols into one word) and ``\\cos((((x)/(4))))`` (braces turned into parentheses);
+  the clean style draws the LaTeX as rendered, with tightened brackets or with spaces dropped only
+  where no two letters meet, or the plain form with ``^`` or ``**`` and the same space rule.
 """
 
 from __future__ import annotations
@@ -91,10 +97,13 @@ def _power_after_argument(text: str) -> str:
         text = f"{text[:m.start()]}\\{m.group(1)}{text[pow_end:arg_end]}^{power}{text[arg_end:]}"
 
 
-def _droppable(before: str, after: str) -> bool:
-    """Whether a space between ``before`` (all text kept so far) and ``after`` can go."""
+def _droppable(before: str, after: str, keep_words: bool = False) -> bool:
+    """Whether a space between ``before`` (all text kept so far) and ``after`` can go
+    (``keep_words``: never between two letters, which would glue ``x e`` into ``xe``)."""
     last, nxt = before[-1:], after[:1]
     if last.isdigit() and nxt.isdigit():
+        return False
+    if keep_words and last.isalpha() and nxt.isalpha():
         return False
     if nxt.isalpha():
         word = len(before) - len(before.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
@@ -103,11 +112,11 @@ def _droppable(before: str, after: str) -> bool:
     return True
 
 
-def _drop_spaces(text: str, rng: random.Random | None, prob: float = 1.0) -> str:
+def _drop_spaces(text: str, rng: random.Random | None, prob: float = 1.0, keep_words: bool = False) -> str:
     """Drop each space with probability ``prob`` (all when ``rng`` is None) where allowed."""
     out: list[str] = []
     for i, c in enumerate(text):
-        if c == " " and _droppable("".join(out[-12:]), text[i + 1:i + 2]) and (
+        if c == " " and _droppable("".join(out[-12:]), text[i + 1:i + 2], keep_words) and (
                 rng is None or rng.random() < prob):
             continue
         out.append(c)
@@ -162,8 +171,31 @@ def vary_plain(plain: str, rng: random.Random) -> str:
     return plain
 
 
-def surface_form(expr: sympy.Expr, rng: random.Random, latex: str | None = None) -> str:
-    """LaTeX or plain (even odds) with a random variation; ``latex`` skips re-rendering."""
+SURFACE_STYLES = ("diff_tsm", "clean")
+
+
+def clean_form(expr: sympy.Expr, rng: random.Random, latex: str | None = None) -> str:
+    """LaTeX or plain (even odds) in a form people type (see the module doc)."""
+    if rng.random() < 0.5:
+        text = latex if latex is not None else to_latex(expr)
+        if rng.random() < 0.5:
+            for pad, tight in (("( ", "("), (" )", ")"), ("{ ", "{"), (" }", "}")):
+                text = text.replace(pad, tight)
+        if rng.random() < 0.5:
+            text = _drop_spaces(text, None, keep_words=True)
+        return text
+    text = to_plain(expr, caret=rng.random() < 0.5)
+    return _drop_spaces(text, None, keep_words=True) if rng.random() < 0.5 else text
+
+
+def surface_form(expr: sympy.Expr, rng: random.Random, latex: str | None = None,
+                 style: str = "diff_tsm") -> str:
+    """LaTeX or plain (even odds) with a random variation; ``latex`` skips re-rendering.
+    ``style="clean"``: :func:`clean_form`; ``"diff_tsm"``: Diff-TSM's variations (the default)."""
+    if style == "clean":
+        return clean_form(expr, rng, latex)
+    if style != "diff_tsm":
+        raise ValueError(f"surface style must be one of {SURFACE_STYLES}, got {style!r}")
     if rng.random() < 0.5:
         return vary_latex(latex if latex is not None else to_latex(expr), rng)
     return vary_plain(to_plain(expr), rng)

@@ -14,10 +14,13 @@ with a stable reason key, when:
 * ``too_long_function`` / ``too_long_derivative`` -- LaTeX longer than ``max_length``;
 * ``too_large`` -- more than ``MAX_NODES`` tree nodes (a deterministic size guard before
   printing and differentiating; such a draw would fail the length filter anyway);
+* ``constant`` -- with ``drop_constants``: f has no x (``f(x) = 0``, a degenerate exercise);
+  off by default, as Diff-TSM kept them;
 * ``error`` -- sympy raised.
 
 Prompts: Diff-TSM's system prompt and one of :data:`USER_PROMPTS` around a surface variation of f
-(:func:`tsm.math.render.surface_form`); with ``variations=False`` always :data:`FIXED_PROMPT`
+(:func:`tsm.math.render.surface_form`, Diff-TSM's variations or, with ``surface="clean"``, only
+forms people type); with ``variations=False`` always :data:`FIXED_PROMPT`
 around the plain LaTeX of f. The ground truth is ``str(f')`` (plain sympy form).
 """
 
@@ -171,9 +174,12 @@ class DifferentiationTask:
 
     def __init__(self, simplicity: float = 0.5, max_coefficient: int = 40, max_power: int = 5,
                  max_depth: int = 4, max_length: int = 100, variations: bool = True,
-                 simplify: str = "fast"):
+                 simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False):
         if simplify not in sampling.SIMPLIFY_MODES:
             raise ValueError(f"simplify must be one of {sampling.SIMPLIFY_MODES}, got {simplify!r}")
+        if surface not in render.SURFACE_STYLES:
+            raise ValueError(f"surface must be one of {render.SURFACE_STYLES}, got {surface!r}")
+        self.surface, self.drop_constants = surface, bool(drop_constants)
         self.simplicity = simplicity
         self.max_coefficient = max_coefficient
         self.max_power = max_power
@@ -195,6 +201,8 @@ class DifferentiationTask:
 
     def _check(self, drawn: sampling.SampledFunction) -> DifferentiationProblem:
         f = drawn.expr
+        if self.drop_constants and not f.has(_X):
+            raise Rejected("constant", str(f))
         finite, valid, imaginary, nodes = scan(f)
         if not finite:
             raise Rejected("not_finite", str(f))
@@ -222,7 +230,7 @@ class DifferentiationTask:
              ) -> tuple[list[dict[str, str]], str]:
         """The chat messages and the surface form of f they show."""
         if self.variations:
-            shown = render.surface_form(problem.function, rng, problem.function_latex)
+            shown = render.surface_form(problem.function, rng, problem.function_latex, self.surface)
             template = rng.choice(USER_PROMPTS)
         else:
             shown, template = problem.function_latex, FIXED_PROMPT

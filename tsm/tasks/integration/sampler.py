@@ -124,9 +124,13 @@ class IntegrationTask:
 
     def __init__(self, simplicity: float = 0.5, max_coefficient: int = 40, max_power: int = 5,
                  max_depth: int = 4, max_length: int = 100, variations: bool = True,
-                 simplify: str = "fast", forward_share: float = 0.0, forward_timeout_s: float = 1.0):
+                 simplify: str = "fast", forward_share: float = 0.0, forward_timeout_s: float = 1.0,
+                 surface: str = "diff_tsm", drop_constants: bool = False):
         if simplify not in sampling.SIMPLIFY_MODES:
             raise ValueError(f"simplify must be one of {sampling.SIMPLIFY_MODES}, got {simplify!r}")
+        if surface not in render.SURFACE_STYLES:
+            raise ValueError(f"surface must be one of {render.SURFACE_STYLES}, got {surface!r}")
+        self.surface, self.drop_constants = surface, bool(drop_constants)
         if isinstance(forward_share, bool) or not isinstance(forward_share, (int, float)) \
                 or not 0.0 <= forward_share <= 1.0:
             raise ValueError(f"data.task_options.forward_share={forward_share!r}: must be in [0, 1]")
@@ -160,7 +164,7 @@ class IntegrationTask:
         _check_tree(big_f, "F")
         answer_latex = self._latex(big_f, "too_long_answer")
         f = derivative(big_f)
-        if f == 0:
+        if f == 0 or (self.drop_constants and not f.has(_X)):
             raise Rejected("constant", str(big_f))
         _check_tree(f, "f")
         return IntegrationProblem(f, big_f, self._latex(f, "too_long_function"), answer_latex,
@@ -168,7 +172,7 @@ class IntegrationTask:
 
     def _forward(self, drawn: sampling.SampledFunction) -> IntegrationProblem:
         f = drawn.expr
-        if f == 0:
+        if f == 0 or (self.drop_constants and not f.has(_X)):
             raise Rejected("constant", str(f))
         _check_tree(f, "f")
         function_latex = self._latex(f, "too_long_function")
@@ -184,7 +188,7 @@ class IntegrationTask:
     def pose(self, problem: IntegrationProblem, rng: random.Random) -> tuple[list[dict[str, str]], str]:
         """The chat messages and the surface form of f they show."""
         if self.variations:
-            shown = render.surface_form(problem.function, rng, problem.function_latex)
+            shown = render.surface_form(problem.function, rng, problem.function_latex, self.surface)
             template = rng.choice(USER_PROMPTS)
         else:
             shown, template = problem.function_latex, FIXED_PROMPT
