@@ -44,3 +44,13 @@ def compose_cfg(config_name: str, overrides: list[str], tmp_path: Path | None = 
             if "data" in cfg and "output_dir" in cfg.data:
                 cfg.data.output_dir = str(tmp_path / "data")
     return cfg
+
+
+def load_script(path: Path, name: str | None = None):
+    """An experiment script (not a package module) imported as a module, for its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name or Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

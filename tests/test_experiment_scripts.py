@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "smallest_model" / "breakdown.py"
 
 
 @pytest.fixture(scope="module")
 def breakdown():
-    spec = importlib.util.spec_from_file_location("breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def write(path: Path, rows: list[tuple[str, str, float]]) -> str:
@@ -74,10 +72,7 @@ def test_files_of_different_rows_are_refused(breakdown, tmp_path, capsys):
 
 
 def test_rl_vs_sft_compare_table_and_verdicts_roundtrip(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "compare", Path(__file__).resolve().parents[1] / "experiments" / "rl_vs_sft" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_script(Path(__file__).resolve().parents[1] / "experiments" / "rl_vs_sft" / "compare.py")
     # start solves rows 0-7 of 10; the arm solves 0-5 and 8-9: 2 rows gained, 2 lost
     start = write(tmp_path / "s.parquet", [("t", "1", 1.0 if i < 8 else 0.0) for i in range(10)])
     arm = write(tmp_path / "a.parquet", [("t", "1", 1.0 if i < 6 or i >= 8 else 0.0) for i in range(10)])

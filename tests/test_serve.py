@@ -4,7 +4,6 @@ headless Chromium and is skipped when there is none."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import urllib.error
@@ -13,19 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_script
 from tsm.serve import parse_args
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "serving" / "screenshot.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("serving_screenshot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-screenshot = _load_script()
+screenshot = load_script(SCRIPT, "serving_screenshot")
 
 
 @pytest.fixture(scope="module")

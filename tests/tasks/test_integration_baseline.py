@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import sympy
 
+from tests.helpers import load_script
 from tsm.tasks.integration.baseline import is_special, run_baseline, sympy_item
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "integration" / "sympy_baseline.py"
@@ -19,10 +19,7 @@ SLOW = "exp(sin(x))*cos(x)**3*x"  # sympy.integrate runs > 20 s on it (sympy 1.1
 
 @pytest.fixture(scope="module")
 def cli():
-    spec = importlib.util.spec_from_file_location("sympy_baseline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 @pytest.mark.parametrize("integrand", ["x*exp(x)", "sin(x)*cos(x)", "1/x"])

@@ -122,6 +122,22 @@ def _import(module_name: str):
         raise  # the module exists but imports something missing: a real error
 
 
+def chat_prompt(function: Any, function_latex: str, rng: random.Random, *, variations: bool,
+                surface: str, prompts: tuple[str, ...], fixed: str) -> tuple[list[dict[str, str]], str]:
+    """The system prompt and a user turn around f: with ``variations`` a surface form of f
+    (``tsm.math.render.surface_form`` in the ``surface`` style) in one of ``prompts``, else the
+    plain LaTeX in ``fixed``; returns the messages and the form of f they show."""
+    from tsm.math import render
+
+    if variations:
+        shown = render.surface_form(function, rng, function_latex, surface)
+        template = rng.choice(prompts)
+    else:
+        shown, template = function_latex, fixed
+    return ([{"role": "system", "content": SYSTEM_PROMPT},
+             {"role": "user", "content": template.format(function=shown)}], shown)
+
+
 def get_task(name: str) -> TaskPlugin:
     """The :class:`TaskPlugin` of ``name``: ``tsm/tasks/<name>/``, else the importable module
     ``name`` (``mypkg.mytask``, on the Python path), whose ``TASK`` is a plugin with ``TASK.name ==

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import sympy
 
 from tsm.math import render, sampling
-from tsm.tasks.base import SYSTEM_PROMPT, Rejected
+from tsm.tasks.base import Rejected, chat_prompt
 
 MAX_NODES = 400  # expression-tree nodes in f; far more than fits in 100 LaTeX characters
 
@@ -229,13 +229,8 @@ class DifferentiationTask:
     def pose(self, problem: DifferentiationProblem, rng: random.Random
              ) -> tuple[list[dict[str, str]], str]:
         """The chat messages and the surface form of f they show."""
-        if self.variations:
-            shown = render.surface_form(problem.function, rng, problem.function_latex, self.surface)
-            template = rng.choice(USER_PROMPTS)
-        else:
-            shown, template = problem.function_latex, FIXED_PROMPT
-        return ([{"role": "system", "content": SYSTEM_PROMPT},
-                 {"role": "user", "content": template.format(function=shown)}], shown)
+        return chat_prompt(problem.function, problem.function_latex, rng, variations=self.variations,
+                           surface=self.surface, prompts=USER_PROMPTS, fixed=FIXED_PROMPT)
 
     def messages(self, problem: DifferentiationProblem, rng: random.Random) -> list[dict[str, str]]:
         return self.pose(problem, rng)[0]
