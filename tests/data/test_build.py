@@ -321,3 +321,18 @@ def test_first_test_rows_without_a_build_are_the_built_rows(tmp_path):
     assert first_test_rows(spec, 5) == full[:5]  # now read from the build
     assert first_test_rows(spec, None) == full
     assert 0 < len(calls) < 160 * 0.5  # ~ the first 5/40 of the 160 functions, not all of them
+
+
+def test_the_headline_rows_are_the_ones_every_figure_was_measured_on():
+    """conf/data/headline.yaml's first test rows, as the builder wrote them before tasks were plugins
+    (data format 2, read from a build of commit ae7432a): the task seam changed field names only."""
+    rows = B.first_test_rows(B.DatasetSpec(simplicity=0.5, variations=True, n_train=256, n_test=5000,
+                                           seed=100, output_dir="/nonexistent"), 3)
+    assert [(r["extra_info"]["function_sympy"], r["extra_info"]["answer_sympy"], r["prompt"][1]["content"])
+            for r in rows] == [
+        ("46*x**4 + 29", "184*x**3", "Take the derivative of 46*x^4+29 with respect to x."),
+        ("exp(-x)", "-exp(-x)", "What is d/dx of e^(-x)?"),
+        ("38*exp(x) + 5*sin(11*x)*cos(20*x)", "38*exp(x) - 100*sin(11*x)*sin(20*x) + 55*cos(11*x)*cos(20*x)",
+         "What is the derivative of the following function w.r.t. x: 38e**{x}+ 5\\sin{(11x)} \\cos{(20 x)}"),
+    ]
+    assert {r["data_source"] for r in rows} == {"tsm/differentiation"}
