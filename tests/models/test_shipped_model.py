@@ -18,7 +18,7 @@ PROMPT = [
 ]
 
 
-SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3"]
+SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3"]  # differentiation; tsm-int-5m has its own test below
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -82,3 +82,27 @@ def test_tsm_entry_points_take_the_short_name(tmp_path):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="shipped model"):
         spec_from_checkpoint("no-such-model")
+
+
+INTEGRAND_LATEX, INTEGRAND_SYMPY = r"2 x \cos{(x^{2} )}", "2*x*cos(x**2)"  # answered sin(x^2)
+
+
+def test_the_integration_model_answers_an_integral_plain_transformers():
+    """models/tsm-int-5m (issue 21): the integration task's prompt, greedy, checked by differentiating."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tsm.tasks.base import SYSTEM_PROMPT
+    from tsm.tasks.integration import FIXED_PROMPT, verify
+
+    folder = ROOT / "models" / "tsm-int-5m"
+    assert "**Headline**" in (folder / "README.md").read_text()
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 21 * 2**20
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    prompt = [{"role": "system", "content": SYSTEM_PROMPT},
+              {"role": "user", "content": FIXED_PROMPT.format(function=INTEGRAND_LATEX)}]
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert verify(answer, INTEGRAND_SYMPY).correct, answer
