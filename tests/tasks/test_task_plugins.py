@@ -22,7 +22,6 @@ from tsm.data.sft import target_texts
 from tsm.reward import RewardScorer
 from tsm.tasks import TASKS, TaskPlugin, get_task, task_of_row
 from tsm.tasks.integration import IntegrationTask, antiderivative_check, verify
-from tsm.tasks.integration.sampler import integrate_within
 
 ROOT = Path(__file__).resolve().parents[2]
 X = sympy.Symbol("x")
@@ -78,8 +77,6 @@ def test_forward_pairs_come_from_sympy_within_the_limit():
         assert p.direction == "forward" and not p.antiderivative.has(sympy.Integral)
         assert antiderivative_check(p.antiderivative, p.function)
     assert got >= 4
-    with pytest.raises(Exception, match="timeout"):  # sympy needs > 20 s for this one
-        integrate_within(sympy.exp(sympy.sin(X)) * sympy.cos(X) ** 3 * X, 0.3)
 
 
 @pytest.mark.parametrize("bad, words", [
