@@ -55,11 +55,10 @@ USER_PROMPTS: tuple[str, ...] = (
     "Find the primitive of {function} with respect to x.",
 )
 FIXED_PROMPT = "Find an antiderivative of the following function with respect to x: {function}"
-DIRECTIONS = ("backward", "forward")
 _X = sampling.X
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not Exception: sympy catches those inside its own try blocks
     pass
 
 
