@@ -1,6 +1,7 @@
 """Numeric equivalence: relative agreement without an absolute floor, domains, cancellation."""
 from __future__ import annotations
 
+import pytest
 import sympy as sp
 
 from tsm.math.equivalence import (
@@ -8,9 +9,11 @@ from tsm.math.equivalence import (
     MIN_POINTS,
     POINTS,
     compile_expression,
+    equal,
     equivalent,
     evaluate,
     gold_values,
+    verdict,
 )
 
 x = sp.Symbol("x")
@@ -95,3 +98,20 @@ def test_evaluation_guards():
     assert unstable                                           # 1 - 1 cancelled every digit
     v, unstable = evaluate(compile_expression(x + 1), "2")
     assert v == 3 and not unstable
+
+
+def test_equal_is_the_one_identity_test_with_an_undecided_case():
+    """`equal` (used by the steps derivations) is `verdict` on the same points: True, False, or
+    None where nothing could decide; any single symbol is the variable; two are refused."""
+    u = sp.Symbol("u")
+    assert equal(sp.sin(u) ** 2 + sp.cos(u) ** 2, sp.Integer(1)) is True
+    assert equal(sp.diff(sp.tan(u), u), 1 + sp.tan(u) ** 2) is True
+    assert equal(sp.sin(x), sp.cos(x)) is False
+    assert equal(sp.Integer(6), sp.Integer(2) * 3) is True and equal(sp.Integer(5), sp.Integer(6)) is False
+    # overflows at every point: the reward says "not equivalent", the derivation check "undecided"
+    huge = sp.exp(sp.exp(x**2 + 20))
+    assert verdict(huge + 1, gold_values(huge)) is None and not equivalent(huge + 1, gold_values(huge))
+    assert equal(huge + 1, huge) is None
+    assert equal(sp.Derivative(sp.Function("g")(x), x), x) is None   # cannot compile: undecided
+    with pytest.raises(ValueError, match="one variable"):
+        equal(x + u, x * u)

@@ -13,9 +13,10 @@ import pytest
 import sympy
 
 from tsm.data.sft import answer_only
+from tsm.math.equivalence import equal
 from tsm.math.render import to_latex as latex
 from tsm.tasks.differentiation import steps as dv
-from tsm.tasks.differentiation.steps import derivation_steps, derive, equal
+from tsm.tasks.differentiation.steps import derivation_steps, derive
 
 x = sympy.Symbol("x")
 REFERENCE = Path("/work/shared/diff_tsm_reference")

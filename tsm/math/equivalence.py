@@ -56,7 +56,8 @@ from dataclasses import dataclass
 import mpmath
 import sympy
 
-__all__ = ["Compiled", "GoldValues", "compile_expression", "equivalent", "evaluate", "gold_values"]
+__all__ = ["Compiled", "GoldValues", "compile_expression", "equal", "equivalent", "evaluate",
+           "gold_values", "verdict"]
 
 DPS = 50
 LEVELS = (50, 110, 300)   # precision ladder (digits) for points that do not agree at once
@@ -362,8 +363,14 @@ def _point_verdict(cand: sympy.Expr, cache: dict, gold: GoldValues, x: str, star
 
 def equivalent(candidate: sympy.Expr, gold: GoldValues) -> bool:
     """True when ``candidate`` equals the gold on the gold's real domain (see module docstring)."""
+    return verdict(candidate, gold) is True
+
+
+def verdict(candidate: sympy.Expr, gold: GoldValues) -> bool | None:
+    """``equivalent``'s decision with its undecided case kept apart: True (equal), False (a point
+    disagrees), None (too few points could decide, or the symbolic fallback found no identity)."""
     if not gold.points:
-        return _symbolic_equal(candidate, gold.expr)
+        return True if _symbolic_equal(candidate, gold.expr) else None
     cache = {DPS: compile_expression(candidate, DPS)}
     agreed = 0
     for k, (x, g) in enumerate(gold.points):
@@ -372,15 +379,32 @@ def equivalent(candidate: sympy.Expr, gold: GoldValues) -> bool:
             if k >= CONFIRM_POINTS:
                 agreed += 1
                 continue
-            verdict = _point_verdict(candidate, cache, gold, x, 1)  # confirm at more digits
+            point = _point_verdict(candidate, cache, gold, x, 1)  # confirm at more digits
         else:
-            verdict = _point_verdict(candidate, cache, gold, x, 0)
-        if verdict == "disagree":
+            point = _point_verdict(candidate, cache, gold, x, 0)
+        if point == "disagree":
             return False
-        agreed += verdict == "agree"
+        agreed += point == "agree"
     # Undecided points (overflow, precision lost at every level) may not carry the verdict:
     # a term that overflows on half the points and vanishes on the rest must not pass.
-    return agreed >= max(MIN_POINTS, math.ceil(MIN_AGREE_FRACTION * len(gold.points)))
+    if agreed >= max(MIN_POINTS, math.ceil(MIN_AGREE_FRACTION * len(gold.points))):
+        return True
+    return None
+
+
+def equal(a: sympy.Expr, b: sympy.Expr) -> bool | None:
+    """Whether two trusted trees in one variable (any one symbol, or none) are the same function:
+    ``verdict(a, gold_values(b))``, with a tree this module cannot compile left undecided (None).
+    The identity test of the `steps` derivations (tsm.tasks.differentiation.steps) and of the
+    rewards is this one checker."""
+    if a == b:
+        return True
+    if len(a.free_symbols | b.free_symbols) > 1:
+        raise ValueError("equal() decides identities in one variable")
+    try:
+        return verdict(a, gold_values(b))
+    except ValueError:  # a node outside the compiled set (an unevaluated Derivative, ...)
+        return None
 
 
 def _symbolic_equal(a: sympy.Expr, b: sympy.Expr) -> bool:

@@ -48,9 +48,9 @@ any ``sympy.diff``, and a time budget (a safety net far above the ~10 ms a datas
 takes; hitting it makes the text depend on machine load) does the same mid-way.
 
 Checks: every statement (decomposition, part derivative, outer derivative, assembled f') is
-checked when it is made, with structural equality first and otherwise by evaluating both sides
-at a few fixed complex points (a probabilistic identity test; a mismatch is re-checked at 30
-digits before it counts). A false statement raises :class:`DerivationError`: it is a bug in this
+checked when it is made by the project's one identity test, ``tsm.math.equivalence.equal`` (the
+rewards' checker: structural equality, then both sides at fixed 40-digit points with tracked
+precision; an undecided claim makes the derivation give up to a shorter form). A false statement raises :class:`DerivationError`: it is a bug in this
 module, never a property of the input. A given gold f' is parsed (``tsm.math.parse``) and must
 equal ``sympy.diff(f, x)`` too (ValueError otherwise: the row is inconsistent). :func:`derive`
 returns the statements with their sympy sides (:class:`Claim`) so tests re-check them
@@ -59,15 +59,14 @@ independently.
 
 from __future__ import annotations
 
-import cmath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import mpmath
 import sympy
 
 from tsm.data.sft import answer_only
+from tsm.math.equivalence import equal
 from tsm.math.parse import ParseError, parse_expression
 from tsm.math.parse import X as PARSE_X
 from tsm.math.render import to_latex
@@ -79,7 +78,6 @@ __all__ = [
     "answer_only",
     "derivation_steps",
     "derive",
-    "equal",
 ]
 
 LEVELS = ("full", "compact", "minimal", "answer")
@@ -414,115 +412,6 @@ class _Builder:
         rule = _Line(f"Constant multiple: (c g)' = c g', {decomposition}.",
                      (self.identity_claim(decomposition, f, c * g),))
         return _Plan(rule, [self.part("g", g)], c * self.d(g))
-
-
-# -- numeric identity test ---------------------------------------------------------------------
-
-# Fixed complex points: off the real axis so that log/sqrt branch cuts and real poles are missed;
-# the small ones keep nested sinh/exp of 40 x inside double range.
-_POINTS = (0.4137 + 0.2311j, 0.0713 + 0.0419j, 0.7321 - 0.3117j, -0.0531 + 0.0887j,
-           1.1730 + 0.1623j, 0.0297 - 0.0613j, -0.5381 + 0.4419j, 0.2653 - 0.6871j)
-# Largest |argument| of an elementary function at a check point: the relative error of sin, exp,
-# ... grows like |argument| * 2^-52, so 1e4 keeps each value good to ~1e-12.
-_MAX_ARG = 1e4
-_FUNCS: dict[type, Callable[[complex], complex]] = {
-    sympy.sin: cmath.sin, sympy.cos: cmath.cos, sympy.tan: cmath.tan,
-    sympy.cot: lambda z: 1 / cmath.tan(z), sympy.sec: lambda z: 1 / cmath.cos(z),
-    sympy.csc: lambda z: 1 / cmath.sin(z), sympy.sinh: cmath.sinh, sympy.cosh: cmath.cosh,
-    sympy.tanh: cmath.tanh, sympy.coth: lambda z: 1 / cmath.tanh(z),
-    sympy.sech: lambda z: 1 / cmath.cosh(z), sympy.csch: lambda z: 1 / cmath.sinh(z),
-    sympy.exp: cmath.exp, sympy.log: cmath.log, sympy.asin: cmath.asin,
-    sympy.acos: cmath.acos, sympy.atan: cmath.atan, sympy.asinh: cmath.asinh,
-    sympy.acosh: cmath.acosh, sympy.atanh: cmath.atanh,
-}
-
-
-def _cval(e: sympy.Expr, env: dict[sympy.Symbol, complex]) -> complex:
-    """Fast complex evaluation of the node types the dataset uses (evalf for anything else)."""
-    if e.is_Symbol:
-        return env[e]
-    if e.is_Number or e.is_NumberSymbol or e is sympy.I:
-        return complex(e)
-    if e.is_Add:
-        return sum((_cval(a, env) for a in e.args), 0j)
-    if e.is_Mul:
-        out = 1 + 0j
-        for a in e.args:
-            out *= _cval(a, env)
-        return out
-    if e.is_Pow:
-        base, exponent = e.args
-        if exponent.is_Integer:
-            return _cval(base, env) ** int(exponent)
-        if exponent == sympy.S.Half:
-            return cmath.sqrt(_cval(base, env))
-        return _cval(base, env) ** _cval(exponent, env)  # principal branch, as sympy
-    fn = _FUNCS.get(type(e))
-    if fn is not None:
-        arg = _cval(e.args[0], env)
-        if abs(arg) > _MAX_ARG:  # cos(1e17) is noise in double precision: skip this point
-            raise ArithmeticError("ill-conditioned point")
-        return fn(arg)
-    return complex(e.xreplace({s: sympy.Float(v.real) + sympy.I * v.imag for s, v in env.items()})
-                   .evalf(30))
-
-
-def _envs(symbols: list[sympy.Symbol]) -> list[dict[sympy.Symbol, complex]]:
-    return [{s: _POINTS[(i + 2 * k) % len(_POINTS)] * (1 + 0.1 * k) for k, s in enumerate(symbols)}
-            for i in range(len(_POINTS))]
-
-
-def _close(a: complex, b: complex, tol: float) -> bool:
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-
-
-def equal(a: sympy.Expr, b: sympy.Expr, *, min_points: int = 3) -> bool | None:
-    """Whether a == b as functions: True, False, or None when too few points could decide.
-
-    Structural equality first; otherwise both sides at fixed complex points in double
-    precision. Points that overflow or hit a pole are skipped; a disagreement is re-evaluated at
-    30 digits (cancellation), and only a disagreement there counts.
-    """
-    if a == b:
-        return True
-    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
-    agreed = 0
-    for env in _envs(symbols):
-        try:
-            va, vb = _cval(a, env), _cval(b, env)
-        except (ArithmeticError, ValueError, TypeError):
-            continue  # a pole or overflow here; high precision is no cure (exp(exp(1e5)))
-        if not (cmath.isfinite(va) and cmath.isfinite(vb)):
-            continue
-        if not _close(va, vb, 1e-9):
-            # Every intermediate value fit in a double, so 30 digits are cheap here.
-            verdict = _agree_precisely(a, b, env)
-            if verdict is None:
-                continue
-            if not verdict:
-                return False
-        agreed += 1
-        if agreed >= min_points:
-            return True
-    return True if agreed >= 2 else None
-
-
-def _agree_precisely(a: sympy.Expr, b: sympy.Expr, env: dict[sympy.Symbol, complex]) -> bool | None:
-    subs = {s: sympy.Float(v.real, 30) + sympy.I * sympy.Float(v.imag, 30) for s, v in env.items()}
-    try:
-        ha, hb = _mpc(a.xreplace(subs).evalf(30)), _mpc(b.xreplace(subs).evalf(30))
-    except (ArithmeticError, ValueError, TypeError):
-        return None
-    if not (mpmath.isfinite(ha) and mpmath.isfinite(hb)):
-        return None
-    return abs(ha - hb) <= mpmath.mpf("1e-20") * max(1, abs(ha), abs(hb))
-
-
-def _mpc(v: sympy.Expr) -> mpmath.mpc:
-    re_part, im_part = v.as_real_imag()
-    if not (re_part.is_Float or re_part.is_zero) or not (im_part.is_Float or im_part.is_zero):
-        raise TypeError(f"not a finite number: {v}")
-    return mpmath.mpc(mpmath.mpf(re_part), mpmath.mpf(im_part))
 
 
 # -- helpers -------------------------------------------------------------------------------------
