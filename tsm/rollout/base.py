@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -76,6 +76,22 @@ class Rollouts:
         bad = set(self.finish_reasons) - {"stop", "length"}
         if bad:
             raise ValueError(f"unknown finish reasons {sorted(bad)}")
+
+    @classmethod
+    def decoded(cls, tokenizer: Any, prompt_index: list[int], token_ids: list[list[int]],
+                logprobs: list[list[float]], finish_reasons: list[str], n: int,
+                seconds: float) -> Rollouts:
+        """Rollouts with their texts decoded by ``tokenizer`` and the engines' common stats."""
+        n_tok = sum(len(t) for t in token_ids)
+        return cls(
+            prompt_index=prompt_index,
+            token_ids=token_ids,
+            texts=tokenizer.batch_decode(token_ids, skip_special_tokens=True),
+            logprobs=logprobs,
+            finish_reasons=finish_reasons,
+            n=n,
+            stats={"seconds": seconds, "tokens": float(n_tok), "tokens_per_s": n_tok / max(seconds, 1e-9)},
+        )
 
     def __len__(self) -> int:
         return len(self.token_ids)

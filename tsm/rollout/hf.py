@@ -139,16 +139,7 @@ class HFEngine:
 
     def _pack(self, prompt_index: list[int], token_ids: list[list[int]], logprobs: list[list[float]],
               reasons: list[str], n: int, elapsed: float) -> Rollouts:
-        n_tok = sum(len(t) for t in token_ids)
-        return Rollouts(
-            prompt_index=prompt_index,
-            token_ids=token_ids,
-            texts=self.tokenizer.batch_decode(token_ids, skip_special_tokens=True),
-            logprobs=logprobs,
-            finish_reasons=reasons,
-            n=n,
-            stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
-        )
+        return Rollouts.decoded(self.tokenizer, prompt_index, token_ids, logprobs, reasons, n, elapsed)
 
     def _autocast(self):
         """bf16 autocast when ``autocast_dtype`` is set, else a no-op context."""

@@ -225,16 +225,7 @@ class VLLMEngine:
                 # one {token id: Logprob} per step; logprobs=0 asks for the sampled token's only
                 logprobs.append([float(step[t].logprob) for step, t in zip(c.logprobs, ids)])
                 reasons.append(c.finish_reason)
-        n_tok = sum(len(t) for t in token_ids)
-        return Rollouts(
-            prompt_index=prompt_index,
-            token_ids=token_ids,
-            texts=self.tokenizer.batch_decode(token_ids, skip_special_tokens=True),
-            logprobs=logprobs,
-            finish_reasons=reasons,
-            n=n,
-            stats={"seconds": elapsed, "tokens": float(n_tok), "tokens_per_s": n_tok / max(elapsed, 1e-9)},
-        )
+        return Rollouts.decoded(self.tokenizer, prompt_index, token_ids, logprobs, reasons, n, elapsed)
 
     def _vllm_params(self, sp: SamplingParams, n: int, seed: int):
         from vllm import SamplingParams as VLLMSamplingParams
