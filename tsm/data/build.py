@@ -76,6 +76,15 @@ class CapacityError(ValueError):
     """More unique functions asked for than the distribution gives within the attempt budget."""
 
 
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (an OmegaConf node -> dict/list), for hashing and pickling."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass
 class DatasetSpec:
     """Knobs of a dataset build (the ``_target_`` of ``conf/data`` nodes)."""
@@ -112,7 +121,7 @@ class DatasetSpec:
             fail("task", str(exc))
         if not isinstance(self.task_options, Mapping):
             fail("task_options", "must be a mapping of the task sampler's knobs")
-        self.task_options = {str(k): v for k, v in dict(self.task_options).items()}
+        self.task_options = {str(k): _plain(v) for k, v in dict(self.task_options).items()}
         try:  # the sampler checks its own knobs (unknown names, ranges) before any work
             plugin.sampler(**self.task_options)
         except (TypeError, ValueError) as exc:
@@ -285,7 +294,8 @@ def task_args(spec: DatasetSpec, simplicity: float | None = None, seed: int | No
     knobs.update({k: getattr(spec, k) for k, default in _NEWER_KNOBS.items() if getattr(spec, k) != default})
     if simplicity is not None:
         knobs["simplicity"] = simplicity
-    knobs.update(spec.task_options)
+    knobs.update({k: tuple(sorted(v.items())) if isinstance(v, Mapping) else v  # hashable (a cache key)
+                  for k, v in spec.task_options.items()})
     return (spec.task, tuple(sorted(knobs.items())), spec.seed if seed is None else seed)
 
 
@@ -457,7 +467,7 @@ def split_evenly(items: list, n_test: int) -> tuple[list, list]:
 
 def _histogram(rows: list[dict[str, Any]]) -> dict[str, int]:
     counts = Counter(r["function_type"] for r in rows)
-    return {t: counts.get(t, 0) for t in sampling.FUNCTION_TYPES}
+    return {**{t: 0 for t in sampling.FUNCTION_TYPES}, **counts}  # Diff-TSM's types, then any other
 
 
 def first_test_rows(spec: Any, n_rows: int | None = None, progress: bool = False) -> list[dict[str, Any]]:

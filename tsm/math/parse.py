@@ -99,6 +99,9 @@ _SKIP_CMDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bi
               "quad", "qquad", "limits", "nolimits"}
 _NAME_CMDS = {"operatorname", "mathrm", "text", "textrm", "mathit", "mathbf", "rm",
               "mathnormal", "textit", "mathsf"}
+# ``\operatorname{asin}``, also as ``\operatorname(asin)`` and, backslash dropped, ``operatorname(asin)``
+_NAME_GROUP = re.compile(r"\s*[{(]\s*([A-Za-z]+)\s*[})]")
+_BARE_NAME_CMDS = ("operatorname", "mathrm")
 _BAR_CMDS = {"lvert", "rvert", "vert", "mid", "|"}
 _UNICODE = {"−": "-", "–": "-", "·": "*", "⋅": "*", "×": "*", "÷": "/", "π": r"\pi ",
             "√": r"\sqrt ", "²": "^2", "³": "^3", "′": "'", "∣": "|"}
@@ -174,9 +177,9 @@ def tokenize(text: str, dialect: str = "auto") -> list[Token]:
         if g == "cmd":
             name = m.group("cmd")
             if name in _NAME_CMDS:
-                nm = re.match(r"\s*\{\s*([A-Za-z]+)\s*\}", text[pos:pos + 64])
+                nm = _NAME_GROUP.match(text, pos)
                 if nm:
-                    pos += nm.end()
+                    pos = nm.end()
                     _split_word(nm.group(1), space, out)
                 space = False
                 continue
@@ -210,7 +213,17 @@ def tokenize(text: str, dialect: str = "auto") -> list[Token]:
         elif g == "num":
             out.append(Token("NUM", m.group("num"), space))
         elif g == "word":
-            _split_word(m.group("word"), space, out)
+            word = m.group("word")
+            cmd = next((c for c in _BARE_NAME_CMDS if word.endswith(c)), None)
+            nm = _NAME_GROUP.match(text, pos) if cmd else None
+            if nm:  # `operatorname(asin)`: a variation dropped the name command's backslash
+                head = word[:-len(cmd)]
+                if head:
+                    _split_word(head, space, out)
+                _split_word(nm.group(1), space and not head, out)
+                pos = nm.end()
+            else:
+                _split_word(word, space, out)
         elif g == "pow":
             out.append(Token("CH", "^", space))
         else:

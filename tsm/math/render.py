@@ -39,9 +39,24 @@ _SIZING = re.compile(r"\\(?:[Bb]ig[lr]?|[Ll]eft|[Rr]ight)(?![A-Za-z])")
 _FUNC_POWER = re.compile(r"\\([A-Za-z]+)\^\{")
 
 
-def to_latex(expr: sympy.Expr) -> str:
-    """``sympy.latex`` without ``\\left``/``\\right``/``\\big`` sizing (Diff-TSM's form)."""
-    return _SIZING.sub("", sympy.latex(expr))
+#: how inverse trig/hyperbolic functions are written: ``\\arcsin`` / ``\\operatorname{arccot}``
+#: ("full", the default), ``\\sin^{-1}`` ("power"), ``\\operatorname{asin}`` ("abbreviated").
+INVERSE_STYLES = ("full", "power", "abbreviated")
+_INVERSE_FUNCS = (sympy.asin, sympy.acos, sympy.atan, sympy.acot, sympy.asec, sympy.acsc, sympy.asinh,
+                  sympy.acosh, sympy.atanh, sympy.acoth, sympy.asech, sympy.acsch)
+
+
+def to_latex(expr: sympy.Expr, inverse_style: str = "full") -> str:
+    """``sympy.latex`` without ``\\left``/``\\right``/``\\big`` sizing (Diff-TSM's form); inverse
+    trig in textbook notation (``\\arcsin``; Diff-TSM's functions have none)."""
+    if inverse_style not in INVERSE_STYLES:
+        raise ValueError(f"inverse_style must be one of {INVERSE_STYLES}, got {inverse_style!r}")
+    return _SIZING.sub("", sympy.latex(expr, inv_trig_style=inverse_style))
+
+
+def has_inverse(expr: sympy.Expr) -> bool:
+    """Whether ``expr`` has an inverse trig or hyperbolic function (notations vary for those)."""
+    return expr.has(*_INVERSE_FUNCS)
 
 
 def to_plain(expr: sympy.Expr, caret: bool = False) -> str:
@@ -84,12 +99,17 @@ def _frac_to_slash(text: str) -> str:
 
 
 def _power_after_argument(text: str) -> str:
-    """``\\sin^{2}{(x )}`` -> ``\\sin{(x )}^{2}`` (the same function, no prefix power)."""
+    """``\\sin^{2}{(x )}`` -> ``\\sin{(x )}^{2}`` (the same function, no prefix power). The
+    inverse ``\\sin^{-1}{(x )}`` (arcsin) stays: after its argument it would mean 1/sin."""
+    start = 0
     while True:
-        m = _FUNC_POWER.search(text)
+        m = _FUNC_POWER.search(text, start)
         if m is None:
             return text
         pow_end = _group_end(text, m.end() - 1)
+        if text[m.end() - 1:pow_end] == "{-1}":
+            start = pow_end
+            continue
         if pow_end >= len(text) or text[pow_end] != "{":
             return text  # not a function power followed by its argument: leave it
         arg_end = _group_end(text, pow_end)

@@ -49,7 +49,7 @@ X = sympy.Symbol("x")
 
 TEMPLATE_TYPES = ("polynomial", "trigonometric", "exponential", "logarithmic", "composite")
 TREE_TYPE = "composite-complex"
-FUNCTION_TYPES = (*TEMPLATE_TYPES, TREE_TYPE)
+FUNCTION_TYPES = (*TEMPLATE_TYPES, TREE_TYPE)  # Diff-TSM's; course draws add "course"
 SIMPLIFY_MODES = ("fast", "exact")
 
 STOP_PROB = 0.2  # a tree level ends in ``x``
@@ -75,8 +75,6 @@ _BINARY_FUNCS: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
     "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "sub": lambda a, b: a - b,
     "div": lambda a, b: a / b, "pow": lambda a, b: a**b,
 }
-_UNARY_NAMES = list(UNARY_WEIGHTS)
-_BINARY_NAMES = list(BINARY_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -104,32 +102,95 @@ def is_finite(expr: sympy.Expr) -> bool:
 # ----------------------------------------------------------------------------- random trees
 
 
-def _binary(rng: random.Random, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
-    op = rng.choices(_BINARY_NAMES, weights=list(BINARY_WEIGHTS.values()))[0]
+#: unary steps beyond Diff-TSM's table (issue 22's coverage), off unless ``tree_weights`` names them:
+#: inverse trig and hyperbolic functions, ``b^f`` and ``log_b f`` for a base b other than e, and
+#: roots ``f^(1/n)`` of order 3..5 (the base or order is drawn when the step is taken).
+EXTRA_BASES = (2, 3, 5, 10)
+EXTRA_LOG_BASES = (2, 3, 10)
+EXTRA_ROOTS = (3, 4, 5)
+
+
+def _ignoring_rng(fn: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[random.Random, sympy.Expr], sympy.Expr]:
+    return lambda rng, f: fn(f)
+
+
+_EXTRA_UNARY: dict[str, Callable[[random.Random, sympy.Expr], sympy.Expr]] = {
+    **{name: _ignoring_rng(getattr(sympy, name))
+       for name in ("asin", "acos", "atan", "acot", "asec", "acsc", "asinh", "acosh", "atanh")},
+    "exp_base": lambda rng, f: sympy.Integer(rng.choice(EXTRA_BASES)) ** f,
+    "log_base": lambda rng, f: sympy.log(f) / sympy.log(rng.choice(EXTRA_LOG_BASES)),
+    "root": lambda rng, f: f ** sympy.Rational(1, rng.choice(EXTRA_ROOTS)),
+}
+EXTRA_UNARY = tuple(_EXTRA_UNARY)
+
+
+@dataclass(frozen=True)
+class TreeWeights:
+    """The operator tables of a random tree: names and weights of unary and binary steps."""
+
+    unary: tuple[str, ...] = tuple(UNARY_WEIGHTS)
+    unary_weights: tuple[float, ...] = tuple(UNARY_WEIGHTS.values())
+    binary: tuple[str, ...] = tuple(BINARY_WEIGHTS)
+    binary_weights: tuple[float, ...] = tuple(BINARY_WEIGHTS.values())
+
+
+DIFF_TSM_WEIGHTS = TreeWeights()
+
+
+def tree_weights(overrides: dict[str, float] | None = None) -> TreeWeights:
+    """Diff-TSM's tables with ``overrides`` (step name -> weight): a Diff-TSM step gets a new weight
+    (``pow: 0.05`` for more variable exponents f^g), a step of :data:`EXTRA_UNARY` joins the unary
+    table. Weights are relative (``random.choices``); 0 removes a step. ValueError on an unknown
+    name or a negative weight."""
+    if not overrides:
+        return DIFF_TSM_WEIGHTS
+    unary, binary = dict(UNARY_WEIGHTS), dict(BINARY_WEIGHTS)
+    for name, weight in overrides.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"tree_weights.{name} must be a weight >= 0, got {weight!r}")
+        if name in binary:
+            binary[name] = float(weight)
+        elif name in unary or name in _EXTRA_UNARY:
+            unary[name] = float(weight)
+        else:
+            raise ValueError(f"tree_weights: unknown step {name!r}; steps are "
+                             f"{sorted([*UNARY_WEIGHTS, *BINARY_WEIGHTS, *EXTRA_UNARY])}")
+    if not any(unary.values()) or not any(binary.values()):
+        raise ValueError("tree_weights: the unary and the binary table each need a positive weight")
+    return TreeWeights(tuple(unary), tuple(unary.values()), tuple(binary), tuple(binary.values()))
+
+
+def _binary(rng: random.Random, a: sympy.Expr, b: sympy.Expr,
+            weights: TreeWeights = DIFF_TSM_WEIGHTS) -> sympy.Expr:
+    op = rng.choices(weights.binary, weights=weights.binary_weights)[0]
     out = _BINARY_FUNCS[op](a, b)
     return out if is_finite(out) else a
 
 
-def _unary(rng: random.Random, f: sympy.Expr) -> sympy.Expr:
-    op = rng.choices(_UNARY_NAMES, weights=list(UNARY_WEIGHTS.values()))[0]
+def _unary(rng: random.Random, f: sympy.Expr, weights: TreeWeights = DIFF_TSM_WEIGHTS) -> sympy.Expr:
+    op = rng.choices(weights.unary, weights=weights.unary_weights)[0]
     if op == "combine":
         k = sympy.Integer(rng.randint(-UNARY_CONSTANT_RANGE, UNARY_CONSTANT_RANGE))
-        out = _binary(rng, f, k)
+        out = _binary(rng, f, k, weights)
+    elif op in _EXTRA_UNARY:
+        out = _EXTRA_UNARY[op](rng, f)
     else:
         out = _UNARY_FUNCS[op](f)
     return out if is_finite(out) else f
 
 
-def random_tree(rng: random.Random, max_depth: int = 4, depth: int = 0) -> sympy.Expr:
-    """One random expression tree (before simplification), as Diff-TSM's ``compose_functions``."""
+def random_tree(rng: random.Random, max_depth: int = 4, depth: int = 0,
+                weights: TreeWeights = DIFF_TSM_WEIGHTS) -> sympy.Expr:
+    """One random expression tree (before simplification), as Diff-TSM's ``compose_functions``
+    (with ``weights``' operator tables; Diff-TSM's by default)."""
     if depth >= max_depth or rng.random() < STOP_PROB:
         return X
     if rng.random() < UNARY_PROB:
-        f = random_tree(rng, max_depth, depth + 1)
-        return _unary(rng, f) if f.has(X) else f
-    f1 = random_tree(rng, max_depth, depth + 1)
-    f2 = random_tree(rng, max_depth, depth + 1)
-    return _binary(rng, f1, f2) if (f1.has(X) or f2.has(X)) else f1
+        f = random_tree(rng, max_depth, depth + 1, weights)
+        return _unary(rng, f, weights) if f.has(X) else f
+    f1 = random_tree(rng, max_depth, depth + 1, weights)
+    f2 = random_tree(rng, max_depth, depth + 1, weights)
+    return _binary(rng, f1, f2, weights) if (f1.has(X) or f2.has(X)) else f1
 
 
 # ----------------------------------------------------------------------------- templates
@@ -205,6 +266,119 @@ def draw_template(rng: random.Random, max_coefficient: int = 40, max_power: int 
 def build_template(index: int, params: dict[str, int]) -> sympy.Expr:
     """The template's expression, as ``sympify(text.format(**params))`` evaluates it."""
     return TEMPLATES[index][2](*(_I(params[k]) for k in "abcdnmo"))
+
+
+# ----------------------------------------------------------------------------- course templates
+
+COURSE_TYPE = "course"
+_R = sympy.Rational
+
+
+def _k(rng: random.Random) -> sympy.Integer:
+    """A textbook coefficient: a nonzero integer in [-9, 9]."""
+    return _I(rng.choice([v for v in range(-9, 10) if v]))
+
+
+def _p(rng: random.Random) -> sympy.Integer:
+    return _I(rng.randint(1, 9))
+
+
+def _n(rng: random.Random) -> sympy.Integer:
+    return _I(rng.randint(2, 5))
+
+
+def _inv(rng: random.Random) -> Callable[[sympy.Expr], sympy.Expr]:
+    return rng.choice([sympy.asin, sympy.acos, sympy.atan, sympy.acot, sympy.asec, sympy.acsc])
+
+
+def _trig(rng: random.Random) -> Callable[[sympy.Expr], sympy.Expr]:
+    return rng.choice([sympy.sin, sympy.cos, sympy.tan])
+
+
+def _hyp(rng: random.Random) -> Callable[[sympy.Expr], sympy.Expr]:
+    return rng.choice([sympy.asinh, sympy.acosh, sympy.atanh])
+
+
+def _choice(rng: random.Random, options):
+    return rng.choice(list(options))
+
+
+def _inner(rng: random.Random) -> sympy.Expr:
+    """A small inner function: k x + c, k x^n, sqrt(x), e^x or x^n + c."""
+    return rng.choice([
+        lambda: _k(rng) * X + _k(rng), lambda: _k(rng) * X**_n(rng), lambda: sympy.sqrt(X),
+        lambda: sympy.exp(X), lambda: X**_n(rng) + _p(rng), lambda: _p(rng) * X,
+    ])()
+
+
+#: (kind, builder(rng)): textbook exercises with the operators Diff-TSM's generator never emits.
+#: The kinds are those of the hand-written OOD set (``data=ood``), whose functions a recipe
+#: excludes by canonical form; coefficients are small (|k| <= 9), as in a course.
+COURSE_TEMPLATES: tuple[tuple[str, Callable[[random.Random], sympy.Expr]], ...] = (
+    ("inverse-trig", lambda r: _k(r) * _inv(r)(_inner(r))),
+    ("inverse-trig", lambda r: X**_n(r) * _inv(r)(_k(r) * X)),
+    ("inverse-trig", lambda r: _inv(r)(_inner(r)) ** _n(r)),
+    ("inverse-trig", lambda r: _inv(r)(_k(r) / X + _k(r))),
+    ("inverse-trig", lambda r: sympy.atan((X + _p(r)) / (X - _p(r)))),
+    ("inverse-trig", lambda r: _hyp(r)(_inner(r))),
+    ("power-tower", lambda r: X ** (_k(r) * X)),
+    ("power-tower", lambda r: X ** _trig(r)(_p(r) * X)),
+    ("power-tower", lambda r: _trig(r)(_p(r) * X) ** X),
+    ("power-tower", lambda r: (X**_n(r) + _p(r)) ** (_p(r) * X)),
+    ("power-tower", lambda r: X ** _choice(r, [sympy.log(X), sympy.exp(X), 1 / X, X**2, sympy.sqrt(X)])),
+    ("power-tower", lambda r: sympy.log(_p(r) * X) ** X),
+    ("nested-quotient", lambda r: 1 / (_p(r) + _k(r) / X)),
+    ("nested-quotient", lambda r: X / (_p(r) + X / (_p(r) + X))),
+    ("nested-quotient", lambda r: (X + _p(r) / X) / (X - _p(r) / X)),
+    ("nested-quotient", lambda r: 1 / (X + 1 / (X + _p(r)))),
+    ("nested-quotient", lambda r: _trig(r)(X) / (_p(r) + _trig(r)(X) / X)),
+    ("product", lambda r: X**_n(r) * sympy.exp(_k(r) * X) * _trig(r)(_k(r) * X)),
+    ("product", lambda r: X**_n(r) * sympy.log(X) * _trig(r)(_k(r) * X)),
+    ("product", lambda r: sympy.exp(_k(r) * X) * _trig(r)(_k(r) * X) * _trig(r)(_k(r) * X)),
+    ("product", lambda r: (X + _k(r)) * (X + _k(r)) * (X + _k(r))),
+    ("product", lambda r: sympy.sqrt(X) * sympy.exp(_k(r) * X) * sympy.log(X)),
+    ("product", lambda r: X**_n(r) * sympy.exp(X) * _inv(r)(X)),
+    ("chain", lambda r: _trig(r)(_trig(r)(_trig(r)(_k(r) * X)))),
+    ("chain", lambda r: sympy.exp(_trig(r)(_k(r) * X**_n(r)))),
+    ("chain", lambda r: sympy.log(_p(r) + _trig(r)(sympy.exp(X)))),
+    ("chain", lambda r: _trig(r)(sympy.sqrt(sympy.exp(X) + _p(r)))),
+    ("chain", lambda r: _trig(r)(sympy.log(X**_n(r) + _p(r))) ** _n(r)),
+    ("chain", lambda r: sympy.sqrt(_p(r) + _trig(r)(_k(r) * X) ** 2)),
+    ("chain", lambda r: sympy.log(sympy.log(_p(r) * X))),
+    ("log-quotient", lambda r: sympy.log((X + _k(r)) / (X + _k(r)))),
+    ("log-quotient", lambda r: sympy.log(X**_n(r) / (X**2 + _p(r)))),
+    ("log-quotient", lambda r: sympy.log((X**2 + _p(r)) / (X**2 + _p(r)))),
+    ("log-quotient", lambda r: sympy.log(sympy.sqrt((_p(r) + X) / (_p(r) - X)))),
+    ("log-quotient", lambda r: sympy.log((1 + _trig(r)(X)) / (1 - _trig(r)(X)))),
+    ("radical", lambda r: (_k(r) * X**_n(r) + _k(r)) ** _R(1, _choice(r, [2, 3, 4, 5]))),
+    ("radical", lambda r: sympy.sqrt(X + sympy.sqrt(_p(r) * X))),
+    ("radical", lambda r: sympy.sqrt(_p(r) + sympy.sqrt(_p(r) + X))),
+    ("radical", lambda r: X * sympy.sqrt(_p(r) - X**2)),
+    ("radical", lambda r: sympy.sqrt((X + _k(r)) / (X + _k(r)))),
+    ("radical", lambda r: 1 / (X**_n(r) + _p(r)) ** _R(1, _choice(r, [2, 3]))),
+    ("log-base", lambda r: _k(r) * sympy.log(_inner(r)) / sympy.log(_choice(r, EXTRA_LOG_BASES))),
+    ("log-base", lambda r: X**_n(r) * sympy.log(X) / sympy.log(_choice(r, EXTRA_LOG_BASES))),
+    ("exp-base", lambda r: _I(_choice(r, EXTRA_BASES)) ** _inner(r)),
+    ("exp-base", lambda r: _k(r) * _I(_choice(r, EXTRA_BASES)) ** _trig(r)(_p(r) * X)),
+    ("exp-base", lambda r: X**_n(r) * _I(_choice(r, EXTRA_BASES)) ** (_k(r) * X)),
+)
+COURSE_KINDS = tuple(dict.fromkeys(kind for kind, _ in COURSE_TEMPLATES))
+_COURSE_BY_KIND = {k: [i for i, (kind, _) in enumerate(COURSE_TEMPLATES) if kind == k] for k in COURSE_KINDS}
+
+
+def _choice(rng: random.Random, options):
+    return rng.choice(list(options))
+
+
+def rng_choice_hyp(rng: random.Random) -> Callable[[sympy.Expr], sympy.Expr]:
+    return rng.choice([sympy.asinh, sympy.acosh, sympy.atanh])
+
+
+def course_function(rng: random.Random) -> SampledFunction:
+    """A course exercise: a kind uniformly, then one of its templates, with fresh coefficients."""
+    kind = rng.choice(COURSE_KINDS)
+    expr = COURSE_TEMPLATES[rng.choice(_COURSE_BY_KIND[kind])][1](rng)
+    return SampledFunction(expr, COURSE_TYPE, kind)
 
 
 # ----------------------------------------------------------------------------- simplification
@@ -306,13 +480,19 @@ def simplify_template(index: int, params: dict[str, int], mode: str = "fast") ->
 
 
 def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coefficient: int = 40,
-                    max_power: int = 5, max_depth: int = 4, mode: str = "fast") -> SampledFunction:
-    """Draw one function: a template with probability ``simplicity``, else a random tree."""
+                    max_power: int = 5, max_depth: int = 4, mode: str = "fast",
+                    weights: TreeWeights = DIFF_TSM_WEIGHTS, course_share: float = 0.0) -> SampledFunction:
+    """Draw one function: a template with probability ``simplicity``, else a random tree (with
+    ``weights``' operator tables). With ``course_share`` > 0, a course exercise
+    (:func:`course_function`) comes first with that probability; at 0 no extra draw is made, so
+    Diff-TSM's stream is unchanged."""
     if mode not in SIMPLIFY_MODES:
         raise ValueError(f"simplify mode must be one of {SIMPLIFY_MODES}, got {mode!r}")
+    if course_share > 0 and rng.random() < course_share:
+        return course_function(rng)
     if rng.random() < simplicity:
         index, params = draw_template(rng, max_coefficient, max_power)
         expr = simplify_template(index, params, mode)
         return SampledFunction(expr, TEMPLATES[index][0], TEMPLATES[index][1])
-    raw = random_tree(rng, max_depth)
+    raw = random_tree(rng, max_depth, weights=weights)
     return SampledFunction(simple_simplify(raw, with_trig=(mode == "exact")), TREE_TYPE, None)

@@ -123,13 +123,18 @@ def _import(module_name: str):
 
 
 def chat_prompt(function: Any, function_latex: str, rng: random.Random, *, variations: bool,
-                surface: str, prompts: tuple[str, ...], fixed: str) -> tuple[list[dict[str, str]], str]:
+                surface: str, prompts: tuple[str, ...], fixed: str,
+                inverse_styles: tuple[str, ...] = ()) -> tuple[list[dict[str, str]], str]:
     """The system prompt and a user turn around f: with ``variations`` a surface form of f
     (``tsm.math.render.surface_form`` in the ``surface`` style) in one of ``prompts``, else the
-    plain LaTeX in ``fixed``; returns the messages and the form of f they show."""
+    plain LaTeX in ``fixed``; returns the messages and the form of f they show. With
+    ``inverse_styles``, an f with inverse trig is first rendered in one of those notations
+    (``tsm.math.render.INVERSE_STYLES``; no draw is made for other functions)."""
     from tsm.math import render
 
     if variations:
+        if inverse_styles and render.has_inverse(function):
+            function_latex = render.to_latex(function, rng.choice(inverse_styles))
         shown = render.surface_form(function, rng, function_latex, surface)
         template = rng.choice(prompts)
     else:

@@ -53,9 +53,6 @@ from tsm.tasks.differentiation.sampler import (
 FORMAT_VERSION = 2  # 2: task-neutral row fields; bump when the build procedure changes what a source produces
 DEFAULT_SOURCE = Path(__file__).with_name("ood_functions.yaml")
 _X = sympy.Symbol("x")
-# sympy's abbreviated inverse-trig names -> the standard LaTeX commands
-_INVERSE_TRIG = {r"\operatorname{asin}": r"\arcsin", r"\operatorname{acos}": r"\arccos",
-                 r"\operatorname{atan}": r"\arctan"}
 
 
 @dataclass
@@ -115,11 +112,8 @@ def load_functions(path: str | Path) -> list[tuple[str, str]]:
 
 
 def to_latex(expr: sympy.Expr) -> str:
-    """:func:`render.to_latex` with ``\\arcsin``/``\\arccos``/``\\arctan`` for inverse trig."""
-    text = render.to_latex(expr)
-    for name, command in _INVERSE_TRIG.items():
-        text = text.replace(name, command)
-    return text
+    """:func:`render.to_latex`, which writes inverse trig as ``\\arcsin``/``\\arccos``/``\\arctan``."""
+    return render.to_latex(expr)
 
 
 def pose_function(f: sympy.Expr, variations: bool = False, seed: int = 0, function_type: str = "user"

@@ -14,9 +14,17 @@ with a stable reason key, when:
 * ``too_long_function`` / ``too_long_derivative`` -- LaTeX longer than ``max_length``;
 * ``too_large`` -- more than ``MAX_NODES`` tree nodes (a deterministic size guard before
   printing and differentiating; such a draw would fail the length filter anyway);
+* ``ood`` -- with ``exclude_ood``: f is a function of the shipped OOD set (by canonical form);
 * ``constant`` -- with ``drop_constants``: f has no x (``f(x) = 0``, a degenerate exercise);
   off by default, as Diff-TSM kept them;
 * ``error`` -- sympy raised.
+
+Coverage knobs (issue 22; ``data.task_options``, all off by default): ``tree_weights`` reweights
+the random trees' steps or adds the operators Diff-TSM never emits (inverse trig/hyperbolic,
+``b^f``, ``log_b f``, roots; :func:`tsm.math.sampling.tree_weights`), ``course_share`` draws that
+share of functions from the course templates (:data:`tsm.math.sampling.COURSE_TEMPLATES`:
+function type ``course``), ``exclude_ood`` refuses the OOD set's functions, and ``inverse_notation`` writes inverse trig in prompts as ``\\arcsin``,
+``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per prompt).
 
 Prompts: Diff-TSM's system prompt and one of :data:`USER_PROMPTS` around a surface variation of f
 (:func:`tsm.math.render.surface_form`, Diff-TSM's variations or, with ``surface="clean"``, only
@@ -26,6 +34,7 @@ around the plain LaTeX of f. The ground truth is ``str(f')`` (plain sympy form).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -166,6 +175,15 @@ class DifferentiationProblem:
         return self.derivative_sympy
 
 
+@functools.cache
+def _ood_keys() -> frozenset[str]:
+    """Canonical keys of the shipped OOD set's functions (``exclude_ood``: a course stream never
+    draws one of them)."""
+    from tsm.tasks.differentiation import ood
+
+    return frozenset(ood.make_problem(text, kind).key for kind, text in ood.load_functions(ood.DEFAULT_SOURCE))
+
+
 class DifferentiationTask:
     """Sample functions, pose "find the derivative", and give ``str(f')`` as ground truth."""
 
@@ -174,7 +192,21 @@ class DifferentiationTask:
 
     def __init__(self, simplicity: float = 0.5, max_coefficient: int = 40, max_power: int = 5,
                  max_depth: int = 4, max_length: int = 100, variations: bool = True,
-                 simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False):
+                 simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False,
+                 tree_weights: dict | None = None, course_share: float = 0.0,
+                 inverse_notation: bool = False, exclude_ood: bool = False):
+        if isinstance(course_share, bool) or not isinstance(course_share, (int, float)) \
+                or not 0.0 <= course_share <= 1.0:
+            raise ValueError(f"course_share must be a probability in [0, 1], got {course_share!r}")
+        try:  # a mapping, or the sorted (name, weight) pairs the builder's task arguments carry
+            weights = dict(tree_weights or {})
+        except (TypeError, ValueError):
+            raise ValueError(f"tree_weights must map step names to weights, got {tree_weights!r}") from None
+        # coverage knobs (issue 22), all off by default: Diff-TSM's distribution and notation
+        self.weights = sampling.tree_weights(weights)
+        self.course_share = float(course_share)
+        self.inverse_styles = render.INVERSE_STYLES if inverse_notation else ()
+        self.ood_keys = _ood_keys() if exclude_ood else frozenset()
         if simplify not in sampling.SIMPLIFY_MODES:
             raise ValueError(f"simplify must be one of {sampling.SIMPLIFY_MODES}, got {simplify!r}")
         if surface not in render.SURFACE_STYLES:
@@ -192,7 +224,8 @@ class DifferentiationTask:
         try:
             drawn = sampling.sample_function(
                 rng, simplicity=self.simplicity, max_coefficient=self.max_coefficient,
-                max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify)
+                max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify,
+                weights=self.weights, course_share=self.course_share)
             return self._check(drawn)
         except Rejected:
             raise
@@ -212,6 +245,9 @@ class DifferentiationTask:
             raise Rejected("complex", str(f))
         if nodes > MAX_NODES:
             raise Rejected("too_large", str(f))
+        key = canonical_key(f)
+        if key in self.ood_keys:
+            raise Rejected("ood", str(f))
         f_latex = render.to_latex(f)
         if len(f_latex) > self.max_length:
             raise Rejected("too_long_function", f_latex)
@@ -224,13 +260,14 @@ class DifferentiationTask:
         d_latex = render.to_latex(d)
         if len(d_latex) > self.max_length:
             raise Rejected("too_long_derivative", d_latex)
-        return DifferentiationProblem(f, d, f_latex, d_latex, drawn.function_type, canonical_key(f))
+        return DifferentiationProblem(f, d, f_latex, d_latex, drawn.function_type, key)
 
     def pose(self, problem: DifferentiationProblem, rng: random.Random
              ) -> tuple[list[dict[str, str]], str]:
         """The chat messages and the surface form of f they show."""
         return chat_prompt(problem.function, problem.function_latex, rng, variations=self.variations,
-                           surface=self.surface, prompts=USER_PROMPTS, fixed=FIXED_PROMPT)
+                           surface=self.surface, prompts=USER_PROMPTS, fixed=FIXED_PROMPT,
+                           inverse_styles=self.inverse_styles)
 
     def messages(self, problem: DifferentiationProblem, rng: random.Random) -> list[dict[str, str]]:
         return self.pose(problem, rng)[0]

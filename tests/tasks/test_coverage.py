@@ -1,0 +1,182 @@
+"""Generator coverage (issue 22): the new operators, course templates and inverse-trig notations
+are knobs that leave Diff-TSM's stream unchanged, and every new form round-trips through the
+reward's parser (render -> surface variation -> parse -> the same function) and gets its
+derivative checked by the reward."""
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+import sympy
+from omegaconf import OmegaConf
+
+from tsm.data.build import DatasetSpec, first_test_rows, task_args
+from tsm.math import render, sampling
+from tsm.math.equivalence import equal
+from tsm.math.parse import X as PARSE_X
+from tsm.math.parse import parse_expression
+from tsm.reward.scoring import score
+from tsm.tasks.base import Rejected
+from tsm.tasks.differentiation import ood
+from tsm.tasks.differentiation.sampler import DifferentiationTask, derivative
+
+x = sampling.X
+
+
+def _reads_back(text: str, f: sympy.Expr) -> bool:
+    return equal(parse_expression(text).xreplace({PARSE_X: x}), f) is True
+
+
+def _boxed(latex: str) -> str:
+    return f"The final answer is $\\boxed{{{latex}}}$"
+
+
+def test_defaults_keep_diff_tsm_stream():
+    """Pinned before the coverage knobs existed: the first 400 draws (srepr and type) of seeds
+    0..399 at simplicity 0.5; explicit default knobs give the same."""
+    def digest(**knobs) -> str:
+        h = hashlib.sha256()
+        for i in range(400):
+            f = sampling.sample_function(random.Random(i), simplicity=0.5, **knobs)
+            h.update(sympy.srepr(f.expr).encode())
+            h.update(f.function_type.encode())
+        return h.hexdigest()[:16]
+
+    assert digest() == "0c9d3a328936c70a"
+    assert digest(weights=sampling.tree_weights({}), course_share=0.0) == "0c9d3a328936c70a"
+
+
+EXTRA_FORMS = {
+    "asin": sympy.asin(3 * x), "acos": sympy.acos(x**2), "atan": sympy.atan(2 * x + 1),
+    "acot": sympy.acot(x), "asec": sympy.asec(2 * x), "acsc": sympy.acsc(x**2 + 1),
+    "asinh": sympy.asinh(x), "acosh": sympy.acosh(x + 2), "atanh": sympy.atanh(x / 3),
+    "exp_base": 10 ** sympy.sin(x), "log_base": sympy.log(x**2 + 1) / sympy.log(2),
+    "root": (x**3 + 1) ** sympy.Rational(1, 3), "pow": sympy.sin(x) ** x,
+    "power-of-inverse": sympy.asin(x) ** 2 * x,
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRA_FORMS))
+@pytest.mark.parametrize("style", render.SURFACE_STYLES)
+def test_every_new_form_and_notation_round_trips(name, style):
+    f = EXTRA_FORMS[name]
+    notations = render.INVERSE_STYLES if render.has_inverse(f) else ("full",)
+    for notation in notations:
+        latex = render.to_latex(f, notation)
+        assert _reads_back(latex, f), latex
+        rng = random.Random(0)
+        for _ in range(60):
+            shown = render.surface_form(f, rng, latex, style)
+            assert _reads_back(shown, f), (notation, shown)
+    assert _reads_back(render.to_plain(f), f)
+
+
+@pytest.mark.parametrize("name", list(EXTRA_FORMS))
+def test_the_reward_checks_the_derivative_of_every_new_form(name):
+    f = EXTRA_FORMS[name]
+    d = derivative(f)
+    assert equal(d, sympy.diff(f, x)) is True
+    for notation in render.INVERSE_STYLES:
+        assert score(_boxed(render.to_latex(d, notation)), str(d)).correct
+    assert score(_boxed(render.to_plain(d, caret=True)), str(d)).correct
+    wrong = d + sympy.Rational(1, 3) * x if name != "pow" else d * 2
+    assert not score(_boxed(render.to_latex(wrong)), str(d)).correct
+    assert not score(_boxed(render.to_latex(f)), str(d)).correct   # f itself is not f'
+
+
+def test_inverse_power_notation_keeps_its_meaning_through_variations():
+    """``\\sin^{-1}`` is arcsin: moving the power after the argument (a variation does that for
+    ``\\sin^{2}``) would make it 1/sin; and ``\\operatorname{asin}`` parses after braces became
+    parentheses and the backslash was dropped."""
+    assert render._power_after_argument(r"\sin^{-1}{(x )}") == r"\sin^{-1}{(x )}"
+    assert render._power_after_argument(r"\sin^{2}{(x )}") == r"\sin{(x )}^{2}"
+    assert render._power_after_argument(r"\sin^{-1}{(x )} \cos^{3}{(x )}") == \
+        r"\sin^{-1}{(x )} \cos{(x )}^{3}"
+    for text, f in ((r"\sin^{-1}{(2x)}", sympy.asin(2 * x)), ("sin**(-1)((x))", sympy.asin(x)),
+                    ("operatorname(asin)((2x))", sympy.asin(2 * x)),
+                    (r"\operatorname(atan)((3x+ 1))", sympy.atan(3 * x + 1)),
+                    ("3operatorname(atan)^(3)((x))", 3 * sympy.atan(x) ** 3),
+                    ("operatorname{acos}{(x)} operatorname{asin}{(x )}", sympy.acos(x) * sympy.asin(x)),
+                    (r"x\operatorname{arccot}(x)", x * sympy.acot(x))):
+        assert _reads_back(text, f), text
+
+
+def test_tree_weights_add_operators_and_refuse_bad_names():
+    w = sampling.tree_weights({"asin": 0.5, "root": 0.5, "pow": 0.2, "sin": 0})
+    assert "asin" in w.unary and "sin" in w.unary and w.unary_weights[w.unary.index("sin")] == 0
+    assert w.binary_weights[w.binary.index("pow")] == 0.2
+    seen = set()
+    for i in range(300):
+        e = sampling.random_tree(random.Random(i), weights=w)
+        seen |= {type(n).__name__ for n in sympy.preorder_traversal(e)}
+        assert not e.has(sympy.sin)   # weight 0 removes the step
+    assert {"asin", "Pow"} <= seen
+    with pytest.raises(ValueError, match="unknown step 'arcsin'"):
+        sampling.tree_weights({"arcsin": 1.0})
+    with pytest.raises(ValueError, match="weight >= 0"):
+        sampling.tree_weights({"asin": -1})
+    with pytest.raises(ValueError, match="course_share"):
+        DifferentiationTask(course_share=1.5)
+
+
+def test_course_draws_cover_every_kind_and_are_valid_problems():
+    task = DifferentiationTask(course_share=1.0, max_length=200, drop_constants=True)
+    kinds, n_ok = set(), 0
+    for i in range(400):
+        rng = random.Random(i)
+        try:
+            problem = task.sample(rng)
+        except Rejected:
+            continue
+        n_ok += 1
+        assert problem.function_type == sampling.COURSE_TYPE
+        drawn = sampling.course_function(random.Random(i))
+        kinds.add(drawn.template)
+        assert equal(problem.derivative, sympy.diff(problem.function, x)) is True
+        assert score(_boxed(problem.derivative_latex), problem.derivative_sympy).correct
+    assert kinds == set(sampling.COURSE_KINDS) and n_ok > 300
+
+
+def test_exclude_ood_refuses_every_ood_function():
+    keys = {ood.make_problem(text, kind).key for kind, text in ood.load_functions(ood.DEFAULT_SOURCE)}
+    on, off = (DifferentiationTask(course_share=1.0, exclude_ood=flag, max_length=1000) for flag in (True, False))
+    assert on.ood_keys == keys
+    refused = 0
+    for i in range(3000):
+        try:
+            p = on.sample(random.Random(i))
+            assert p.key not in keys
+        except Rejected as exc:
+            if exc.reason == "ood":
+                refused += 1
+                assert off.sample(random.Random(i)).key in keys   # the same draw without the knob
+    assert refused > 0
+
+
+def test_inverse_notation_varies_prompts_only_for_inverse_functions():
+    task = DifferentiationTask(inverse_notation=True)
+    plain = DifferentiationTask()
+    f = sympy.atan(2 * x)
+    problem = ood.pose_function(f)[0]
+    shown = {task.pose(problem, random.Random(i))[1] for i in range(200)}
+    assert any("^{-1}" in s or "**{-1}" in s or "^(-1)" in s or "**(-1)" in s for s in shown)
+    assert any("arctan" in s for s in shown) and any("atan" in s and "arctan" not in s for s in shown)
+    assert all(_reads_back(s, f) for s in shown)
+    other = ood.pose_function(sympy.sin(2 * x))[0]   # no inverse: the same draws as without the knob
+    for i in range(50):
+        assert task.pose(other, random.Random(i)) == plain.pose(other, random.Random(i))
+
+
+def test_knobs_come_from_a_hydra_data_config():
+    """task_options from OmegaConf (a nested mapping) hash, pickle into task args, and build rows."""
+    node = OmegaConf.create({"course_share": 0.5, "tree_weights": {"atan": 0.1, "root": 0.1},
+                             "inverse_notation": True, "exclude_ood": True})
+    spec = DatasetSpec(n_train=4, n_test=6, seed=3, task_options=node, max_length=160)
+    assert spec.task_options["tree_weights"] == {"atan": 0.1, "root": 0.1}
+    hash(task_args(spec))
+    assert spec.config_hash() != DatasetSpec(n_train=4, n_test=6, seed=3, max_length=160).config_hash()
+    rows = first_test_rows(spec)
+    assert len(rows) == 6
+    with pytest.raises(ValueError, match="task_options"):
+        DatasetSpec(task_options={"tree_weights": {"arcsin": 1}})
