@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -77,6 +78,28 @@ def test_forward_pairs_come_from_sympy_within_the_limit():
         assert p.direction == "forward" and not p.antiderivative.has(sympy.Integral)
         assert antiderivative_check(p.antiderivative, p.function)
     assert got >= 4
+
+
+def test_forward_time_limit_survives_code_that_swallows_exceptions(monkeypatch):
+    """sympy catches ``Exception`` inside its own integration code; the limit raises a
+    BaseException, so it still ends a call that swallows every Exception (this stand-in for
+    sympy.integrate would run 5 s)."""
+    from tsm.tasks.integration import sampler as integration_sampler
+
+    def stubborn(f, var):
+        start = time.perf_counter()
+        while time.perf_counter() - start < 5.0:
+            try:
+                sum(range(1000))
+            except Exception:  # noqa: BLE001, S112  (what sympy does)
+                continue
+        return f
+
+    monkeypatch.setattr(integration_sampler.sympy, "integrate", stubborn)
+    start = time.perf_counter()
+    with pytest.raises(Exception, match="timeout") as info:
+        integration_sampler.integrate_within(sympy.Symbol("x"), 0.2)
+    assert info.value.reason == "timeout" and time.perf_counter() - start < 2.0
 
 
 @pytest.mark.parametrize("bad, words", [
