@@ -77,7 +77,7 @@ def test_a_full_task_prompt_passes_through(url):
 def test_page_has_the_input_box(url):
     status, text = request(url, "/")
     assert status == 200
-    assert '<input id="function"' in text and "/api/differentiate" in text
+    assert '<input id="function"' in text and "/api/solve" in text and "Differentiate" in text
     assert "tsm-diff-5m" in text and "<script src" not in text  # self-contained: no CDN
 
 
@@ -126,3 +126,42 @@ def test_the_page_answers_in_a_browser(url, tmp_path):
     png = tmp_path / "try_it.png"
     screenshot.chromium(page, f"--screenshot={png}", "--window-size=900,600")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_integration_is_served_with_its_own_prompt_and_check():
+    """task=integration: the integration prompt around f, the answer checked by differentiating
+    it, the page in the task's words; in process, with the shipped tsm-int-5m."""
+    import threading
+
+    from tsm.serve import Differentiator, make_server, url_of
+
+    server = make_server(Differentiator("tsm-int-5m", 128, task="integration"), port=0, log_requests=False)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = url_of(server).rstrip("/")
+    try:
+        status, text = request(base, "/api/solve", {"function": "2 x \\cos{(x^{2} )}"})
+        out = json.loads(text)
+        assert status == 200 and out["task"] == "integration", out
+        assert out["verdict"] == "correct" and "derivative equals f(x)" in out["reason"], out
+        assert out["ground_truth"] == "2*x*cos(x**2)" and "derivative" not in out
+        status, text = request(base, "/api/solve", {"function": "x^2"})
+        out = json.loads(text)
+        if out["verdict"] == "correct":   # whatever the model says, the check is the task's own
+            assert out["answer"].replace(" ", "").startswith("\\frac{x^{3}}{3}")
+        prompt = "Find an antiderivative of the following function with respect to x: 3 x^{2}"
+        status, text = request(base, "/v1/chat/completions", {"messages": [{"role": "user", "content": prompt}]})
+        out = json.loads(text)
+        assert status == 200 and out["tsm"]["task"] == "integration" and out["tsm"]["ground_truth"] == "3*x**2"
+        status, text = request(base, "/")
+        assert "Integrate with" in text and "antiderivative" in text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_unknown_task_is_one_line_before_loading(capsys):
+    from tsm.serve import main
+
+    assert main(["--task", "no_such_task", "--checkpoint", "tsm-diff-5m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "task=no_such_task" in err[0]

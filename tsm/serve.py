@@ -1,15 +1,19 @@
-"""``python -m tsm.serve checkpoint=<HF folder | shipped name | embedded>``: the model over HTTP.
+"""``python -m tsm.serve checkpoint=<HF folder | shipped name | embedded> [task=NAME]``: the model over HTTP.
 
 Standard library only (``http.server``). The model loads once (:func:`tsm.models.load_checkpoint`)
 and answers greedily; a client sends just f(x) and the server wraps it in the task's prompt
-(:func:`tsm.predict.pose`: Diff-TSM's system prompt and the dataset's fixed phrasing, through the
-tokenizer's chat template), the only format the models are trained on. Endpoints:
+(the task's ``TaskPlugin.pose``: Diff-TSM's system prompt and the dataset's fixed phrasing, through
+the tokenizer's chat template), the only format the models are trained on. ``task=`` (``--task``)
+picks the task (``tsm.tasks``: ``differentiation``, the default, or ``integration`` with
+``checkpoint=tsm-int-5m``); the prompt and the check are the task's own. Endpoints:
 
 - ``GET /``: a self-contained try-it page (no CDN, no MathJax; ``/?f=sin(x^2)`` submits at load).
-- ``POST /api/differentiate`` ``{"function": "sin(x^2)"}`` -> ``{"function", "function_latex",
-  "response", "answer", "verdict", "reason", "derivative", "derivative_latex", "seconds", ...}``:
-  the boxed answer is checked by the reward's scorer (:func:`tsm.reward.score`) against
-  ``sympy.diff(f, x)``; ``"check": false`` skips the check.
+- ``POST /api/solve`` (also ``/api/differentiate``) ``{"function": "sin(x^2)"}`` ->
+  ``{"task", "function", "function_latex", "response", "answer", "verdict", "reason", "gold_latex",
+  "ground_truth", "seconds", ...}``: the boxed answer is checked by the task's check
+  (``TaskPlugin.verify``; differentiation: the reward's scorer against ``sympy.diff(f, x)``, whose
+  ``derivative``/``derivative_latex`` it also returns; integration: the answer's derivative against
+  f, ``gold_latex`` one antiderivative); ``"check": false`` skips the check.
 - ``POST /v1/chat/completions``: OpenAI-compatible (greedy, no streaming). The last user message
   is read as f(x) and posed as above; a message that is already a task prompt ("Find the
   derivative of ...") is sent as it is, with the system prompt added when the client gave none.
@@ -41,8 +45,8 @@ from urllib.parse import urlparse
 MAX_BODY_BYTES = 2 * 1024 * 1024  # larger bodies are refused unread (413)
 MAX_FUNCTION_CHARS = 1000         # the generator's functions are <= 100 LaTeX chars; the parser allows 4000
 USAGE_EXAMPLE = "python -m tsm.serve checkpoint=tsm-diff-5m --port 8000"
-# A message that asks for a derivative in words is a full task prompt, not a bare f(x).
-_TASK_PROMPT = re.compile(r"derivative|differentiate|d\s*/\s*d\s*x", re.IGNORECASE)
+# A message that asks for the task in words is a full task prompt, not a bare f(x).
+_TASK_PROMPT = re.compile(r"derivative|differentiate|d\s*/\s*d\s*x|integra", re.IGNORECASE)
 
 VERDICTS = {  # Score.reason -> the sentence the page and the API show
     "correct": "the answer equals f'(x)",
@@ -58,6 +62,11 @@ VERDICTS = {  # Score.reason -> the sentence the page and the API show
     "error": "the check failed unexpectedly",
     "bad_gold": "sympy's derivative could not be read back",
 }
+_CORRECT = {"differentiation": "the answer equals f'(x)",
+            "integration": "the answer's derivative equals f(x)"}
+# the page's words per task: (title verb, button, the reference answer's label)
+_PAGE_WORDS = {"differentiation": ("Differentiate", "Differentiate", "sympy's f'(x)"),
+               "integration": ("Integrate", "Integrate", "one antiderivative (the generator's F)")}
 
 
 class RequestError(ValueError):
@@ -80,13 +89,15 @@ class Generation:
 class Differentiator:
     """One loaded model and the task's prompt around it; thread-safe (generation takes a lock)."""
 
-    def __init__(self, checkpoint: str, max_new_tokens: int = 128):
+    def __init__(self, checkpoint: str, max_new_tokens: int = 128, task: str = "differentiation"):
         from tsm.evaluation import resolve_checkpoint
         from tsm.models import load_checkpoint
         from tsm.rollout.hf import HFEngine
+        from tsm.tasks.base import get_task
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.task = get_task(task)  # before the model: an unknown task is one line, not a load
         self.checkpoint = str(checkpoint)
         self.name = _model_name(self.checkpoint)
         self.max_new_tokens = max_new_tokens
@@ -122,11 +133,11 @@ class Differentiator:
         """The JSON of ``/api/differentiate`` for the user's f(x)."""
         t0 = time.perf_counter()
         f = read_function(text)
-        problem, messages = _pose(f)
-        gen = self.generate(messages)
-        out = {"function": text, "function_latex": problem.function_latex,
+        posed = _pose(f, self.task)
+        gen = self.generate(posed.messages)
+        out = {"task": self.task.name, "function": text, "function_latex": posed.problem.function_latex,
                "response": gen.response, "finish_reason": gen.finish_reason}
-        out.update(verdict(gen.response, problem) if check else {"answer": _boxed(gen.response)})
+        out.update(verdict(gen.response, posed, self.task) if check else {"answer": _boxed(gen.response)})
         out["generate_seconds"] = round(gen.seconds, 4)
         out["seconds"] = round(time.perf_counter() - t0, 4)
         return out
@@ -149,7 +160,7 @@ class Differentiator:
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise RequestError("max_tokens must be a positive integer")
-        problem, messages = self._read_chat(users[-1].strip(), messages)
+        posed, messages = self._read_chat(users[-1].strip(), messages)
         gen = self.generate(messages, max_tokens)
         reply = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -161,28 +172,30 @@ class Differentiator:
             "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
                       "total_tokens": gen.prompt_tokens + gen.completion_tokens},
         }
-        if problem is not None:
-            reply["tsm"] = {"function_latex": problem.function_latex, **verdict(gen.response, problem)}
+        if posed is not None:
+            reply["tsm"] = {"task": self.task.name, "function_latex": posed.problem.function_latex,
+                            **verdict(gen.response, posed, self.task)}
         return reply
 
     def _read_chat(self, content: str, messages: list[dict[str, str]]):
-        """(problem or None, the messages to send): f(x) is posed; a task prompt passes through."""
+        """(posed problem or None, the messages to send): f(x) is posed; a task prompt passes through."""
         from tsm.tasks.base import SYSTEM_PROMPT
 
         if len(content) > MAX_FUNCTION_CHARS * 4:
             raise RequestError(f"the user message is {len(content)} characters; the limit is "
                                f"{MAX_FUNCTION_CHARS * 4}")
         if not _TASK_PROMPT.search(content):
-            return _pose(read_function(content))
+            posed = _pose(read_function(content), self.task)
+            return posed, posed.messages
         if not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": SYSTEM_PROMPT}, *messages]
-        problem = None
+        posed = None
         if ":" in content:  # the dataset's phrasings end "...: <f>"; check the answer when f reads
             try:
-                problem = _pose(read_function(content.rsplit(":", 1)[1].strip().strip("$")))[0]
+                posed = _pose(read_function(content.rsplit(":", 1)[1].strip().strip("$")), self.task)
             except RequestError:
                 pass
-        return problem, messages
+        return posed, messages
 
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "created": self.created,
@@ -204,21 +217,28 @@ def read_function(text) -> object:
         raise RequestError(str(exc)) from exc
 
 
-def verdict(response: str, problem) -> dict:
-    """The reward's verdict on ``response`` against sympy's f' (the fields the API returns)."""
-    from tsm.reward import score
+def verdict(response: str, posed, task=None) -> dict:
+    """The task's verdict on ``response`` (the fields the API returns); ``posed`` is the task's
+    ``Posed`` (problem, messages, ground truth), ``task`` its plugin (default: differentiation)."""
+    from tsm.tasks.base import get_task
 
-    s = score(response, problem.derivative_sympy)
-    return {"answer": s.answer if s.answer is not None else _boxed(response), "verdict": s.reason,
-            "reason": VERDICTS.get(s.reason, s.reason) + (f" ({s.detail})" if s.detail else ""),
-            "derivative": problem.derivative_sympy, "derivative_latex": problem.derivative_latex}
+    task = get_task(task or "differentiation")
+    s = task.verify(response, posed.ground_truth)
+    sentence = _CORRECT.get(task.name, "the answer passes the task's check") if s.reason == "correct" \
+        else VERDICTS.get(s.reason, s.reason)
+    out = {"answer": s.answer if s.answer is not None else _boxed(response), "verdict": s.reason,
+           "reason": sentence + (f" ({s.detail})" if s.detail else ""),
+           "ground_truth": posed.ground_truth, "gold_latex": posed.problem.answer_latex}
+    if task.name == "differentiation":
+        out.update(derivative=posed.problem.derivative_sympy, derivative_latex=posed.problem.derivative_latex)
+    return out
 
 
-def _pose(f):
-    from tsm.predict import pose
+def _pose(f, task=None):
+    from tsm.tasks.base import get_task
 
     try:
-        return pose(f)
+        return get_task(task or "differentiation").pose(f, False, 0)
     except Exception as exc:  # sympy may fail to differentiate or render an odd f
         raise RequestError(f"cannot pose f(x) = {f}: {type(exc).__name__}: {exc}") from exc
 
@@ -247,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
                         "/health": lambda: self._json({"status": "ok", "model": self.differentiator.name})})
 
     def do_POST(self) -> None:
-        self._dispatch({"/api/differentiate": self._differentiate,
+        self._dispatch({"/api/solve": self._differentiate, "/api/differentiate": self._differentiate,
                         "/v1/chat/completions": self._chat})
 
     def _dispatch(self, routes) -> None:
@@ -293,8 +313,12 @@ class Handler(BaseHTTPRequestHandler):
         self._json(self.differentiator.chat_completion(self._body()))
 
     def _page(self) -> None:
-        self._send(HTTPStatus.OK, PAGE.replace("{{MODEL}}", _html_escape(self.differentiator.name)).encode(),
-                   "text/html; charset=utf-8")
+        task = self.differentiator.task.name
+        verb, button, gold = _PAGE_WORDS.get(task, (task, "Answer", "the reference answer"))
+        page = (PAGE.replace("{{MODEL}}", _html_escape(self.differentiator.name))
+                .replace("{{VERB}}", _html_escape(verb)).replace("{{BUTTON}}", _html_escape(button))
+                .replace("{{GOLD}}", _html_escape(gold)).replace("{{TASK}}", _html_escape(task)))
+        self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
     def _json(self, obj: dict, status: int = HTTPStatus.OK) -> None:
         self._send(status, json.dumps(obj, ensure_ascii=False).encode() + b"\n", "application/json")
@@ -333,13 +357,16 @@ def url_of(server: ThreadingHTTPServer) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m tsm.serve",
-        description="Serve a tsm model over HTTP: a try-it page at /, POST /api/differentiate, and "
+        description="Serve a tsm model over HTTP: a try-it page at /, POST /api/solve, and "
                     "OpenAI-compatible POST /v1/chat/completions and GET /v1/models. Options may "
                     "also be given Hydra-style: checkpoint=tsm-diff-5m port=8001.",
         epilog=f"example: {USAGE_EXAMPLE}")
     p.add_argument("--checkpoint", default="tsm-diff-5m",
                    help="an HF folder (<run>/sft/hf), a Lightning .ckpt with its HF export, a shipped "
                         "model's name (tsm-diff-5m, the default), a hub id, or 'embedded'")
+    p.add_argument("--task", default="differentiation",
+                   help="the task whose prompt and check wrap f(x): differentiation (the default) or "
+                        "integration (with checkpoint=tsm-int-5m)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     p.add_argument("--max-new-tokens", type=int, default=128,
@@ -354,10 +381,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        differentiator = Differentiator(args.checkpoint, args.max_new_tokens)
-    except (ValueError, OSError) as exc:  # no such folder, not a hub id, hub unreachable
-        print(f"error: cannot load checkpoint={args.checkpoint}: {' '.join(str(exc).split())}",
-              file=sys.stderr)
+        differentiator = Differentiator(args.checkpoint, args.max_new_tokens, args.task)
+    except (ValueError, OSError) as exc:  # no such folder or task, not a hub id, hub unreachable
+        print(f"error: cannot serve checkpoint={args.checkpoint} task={args.task}: "
+              f"{' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     differentiator.differentiate("x")  # warm-up: the first real request is not the slow one
     try:
@@ -365,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    print(f"tsm.serve: {differentiator.name} ready at {url_of(server)} (Ctrl-C stops)", flush=True)
+    print(f"tsm.serve: {differentiator.name} ({differentiator.task.name}) ready at {url_of(server)} "
+          "(Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -384,7 +412,7 @@ def _html_escape(text: str) -> str:
 PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tsm: differentiate</title>
+<title>tsm: {{TASK}}</title>
 <style>
   body { font: 15px/1.45 system-ui, sans-serif; max-width: 820px; margin: 24px auto; padding: 0 16px; color: #222; }
   h1 { font-size: 20px; margin: 0 0 4px; } .muted { color: #666; font-size: 13px; }
@@ -401,11 +429,11 @@ PAGE = r"""<!doctype html>
   .other { background: #fff1c9; color: #6b5000; } .error { color: #8a1c13; }
 </style></head>
 <body>
-<h1>Differentiate with <code>{{MODEL}}</code></h1>
-<div class="muted">Type f(x) in LaTeX or plain form. The server wraps it in the task prompt, the model
-answers greedily, and the reward's verifier checks the boxed answer against sympy's derivative.</div>
+<h1>{{VERB}} with <code>{{MODEL}}</code></h1>
+<div class="muted">Type f(x) in LaTeX or plain form. The server wraps it in the {{TASK}} prompt, the model
+answers greedily, and the task's verifier checks the boxed answer with sympy.</div>
 <form id="form"><input id="function" name="f" autocomplete="off" spellcheck="false"
-  placeholder="e.g. sin(x^2) or \frac{e^{2x}}{x}" aria-label="f(x)"><button id="go" type="submit">Differentiate</button></form>
+  placeholder="e.g. sin(x^2) or \frac{e^{2x}}{x}" aria-label="f(x)"><button id="go" type="submit">{{BUTTON}}</button></form>
 <div class="examples muted">Examples:
   <a href="?f=sin(x%5E2)">sin(x^2)</a><a href="?f=x%5E3%20-%205x">x^3 - 5x</a>
   <a href="?f=e%5E(2x)%20cos(x)">e^(2x) cos(x)</a><a href="?f=%5Cln(x)%2Fx">\ln(x)/x</a></div>
@@ -414,7 +442,7 @@ answers greedily, and the reward's verifier checks the boxed answer against symp
   <tr><th>f(x)</th><td><code id="f_latex"></code></td></tr>
   <tr><th>answer</th><td><code id="answer"></code></td></tr>
   <tr><th>verdict</th><td><span id="verdict" class="verdict"></span> <span id="reason" class="muted"></span></td></tr>
-  <tr><th>sympy's f'(x)</th><td><code id="gold"></code></td></tr>
+  <tr><th>{{GOLD}}</th><td><code id="gold"></code></td></tr>
   <tr><th>time</th><td id="time"></td></tr>
   <tr><th>response</th><td><pre id="response"></pre></td></tr>
 </table>
@@ -423,7 +451,7 @@ const $ = (id) => document.getElementById(id);
 async function run(text) {
   $("go").disabled = true; $("status").className = "muted"; $("status").textContent = "thinking...";
   try {
-    const r = await fetch("/api/differentiate", {method: "POST", headers: {"Content-Type": "application/json"},
+    const r = await fetch("/api/solve", {method: "POST", headers: {"Content-Type": "application/json"},
                                                  body: JSON.stringify({function: text, check: true})});
     const d = await r.json();
     if (!r.ok) throw new Error(d.error ? d.error.message : r.statusText);
@@ -432,7 +460,7 @@ async function run(text) {
     $("verdict").textContent = d.verdict;
     $("verdict").className = "verdict " + (d.verdict === "correct" ? "correct" : d.verdict === "wrong" ? "wrong" : "other");
     $("reason").textContent = d.reason;
-    $("gold").textContent = d.derivative_latex;
+    $("gold").textContent = d.gold_latex;
     // server-side times: a headless browser's virtual clock would misreport the round trip
     $("time").textContent = d.seconds.toFixed(3) + " s on the server (" + d.generate_seconds.toFixed(3) +
       " s generating, the rest reading f and checking the answer)";
