@@ -44,6 +44,7 @@ from tsm.data.build import DatasetFiles, example_seed
 from tsm.math import render
 from tsm.math.parse import ParseError, parse_expression
 from tsm.tasks.differentiation.sampler import (
+    OOD_SOURCE,
     DifferentiationProblem,
     DifferentiationTask,
     canonical_key,
@@ -51,7 +52,7 @@ from tsm.tasks.differentiation.sampler import (
 )
 
 FORMAT_VERSION = 2  # 2: task-neutral row fields; bump when the build procedure changes what a source produces
-DEFAULT_SOURCE = Path(__file__).with_name("ood_functions.yaml")
+DEFAULT_SOURCE = OOD_SOURCE
 _X = sympy.Symbol("x")
 
 

@@ -38,10 +38,13 @@ import functools
 import hashlib
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import sympy
+import yaml
 
 from tsm.math import render, sampling
+from tsm.math.parse import parse_expression
 from tsm.tasks.base import Rejected, chat_prompt
 
 MAX_NODES = 400  # expression-tree nodes in f; far more than fits in 100 LaTeX characters
@@ -175,13 +178,16 @@ class DifferentiationProblem:
         return self.derivative_sympy
 
 
+OOD_SOURCE = Path(__file__).with_name("ood_functions.yaml")  # the shipped OOD set (tsm.tasks.differentiation.ood)
+
+
 @functools.cache
 def _ood_keys() -> frozenset[str]:
     """Canonical keys of the shipped OOD set's functions (``exclude_ood``: a course stream never
-    draws one of them)."""
-    from tsm.tasks.differentiation import ood
-
-    return frozenset(ood.make_problem(text, kind).key for kind, text in ood.load_functions(ood.DEFAULT_SOURCE))
+    draws one of them). Read here, not through :mod:`.ood`, which builds on this module."""
+    data = yaml.safe_load(OOD_SOURCE.read_text())
+    return frozenset(canonical_key(parse_expression(text, dialect="plain"))
+                     for items in data.values() for text in items)
 
 
 class DifferentiationTask:
