@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 import sympy
 
+from tsm.math.sampling import VARIANT_KINDS, vary
+
 __all__ = ["VARIANTS", "Variant", "consistency", "make_variants"]
 
 X = sympy.Symbol("x")
-VARIANTS = ("scale", "plus_constant", "inner_scale", "bigger_coefficient", "sum")
+VARIANTS = VARIANT_KINDS
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,6 @@ class Variant:
     source: sympy.Expr      # the solved function it was made from
     function: sympy.Expr    # the changed function the model is asked about
     detail: str             # what was changed, e.g. "c=7"
-
-
-def _bigger_coefficient(f: sympy.Expr) -> tuple[sympy.Expr, str] | None:
-    ints = [n for n in f.atoms(sympy.Integer) if abs(int(n)) >= 2]
-    if not ints:
-        return None
-    n = max(ints, key=lambda v: (abs(int(v)), int(v)))
-    return f.xreplace({n: n * 10}), f"{n}->{n * 10}"
 
 
 def make_variants(functions: Sequence[sympy.Expr], seed: int = 0,
@@ -51,22 +45,10 @@ def make_variants(functions: Sequence[sympy.Expr], seed: int = 0,
     out: list[Variant] = []
     for i, f in enumerate(functions):
         for kind in kinds:
-            if kind == "scale":
-                c = rng.randint(2, 9)
-                made: tuple[sympy.Expr, str] | None = (c * f, f"c={c}")
-            elif kind == "plus_constant":
-                c = rng.randint(1, 9)
-                made = (f + c, f"c={c}")
-            elif kind == "inner_scale":
-                k = rng.randint(2, 5)
-                made = (f.xreplace({X: k * X}), f"k={k}")
-            elif kind == "bigger_coefficient":
-                made = _bigger_coefficient(f)
-            else:  # sum
-                if len(functions) < 2:
-                    continue
-                g = functions[(i + 1) % len(functions)]
-                made = (f + g, f"g={g}")
+            if kind == "sum" and len(functions) < 2:
+                continue
+            g = functions[(i + 1) % len(functions)] if kind == "sum" else None
+            made = vary(kind, f, rng, g)
             if made is None:
                 continue
             v, detail = made

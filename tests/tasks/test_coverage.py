@@ -180,3 +180,53 @@ def test_knobs_come_from_a_hydra_data_config():
     assert len(rows) == 6
     with pytest.raises(ValueError, match="task_options"):
         DatasetSpec(task_options={"tree_weights": {"arcsin": 1}})
+
+
+def _what_changed(v: sympy.Expr, f: sympy.Expr) -> str | None:
+    """Which robustness change turns f into v (checked by the one identity test), or None."""
+    if v == f:
+        return None
+    if any(equal(v, c * f) for c in range(2, 10)):
+        return "scale"
+    if any(equal(v, f + c) for c in range(1, 10)):
+        return "plus_constant"
+    if any(equal(v, f.xreplace({x: k * x})) for k in range(2, 6)):
+        return "inner_scale"
+    if any(v == f.xreplace({n: n * 10}) for n in f.atoms(sympy.Integer) if abs(int(n)) >= 2):
+        return "bigger_coefficient"
+    if (v - f).has(x):   # f + g with g a second draw
+        return "sum"
+    return None
+
+
+def test_variant_share_changes_draws_as_the_robustness_suite_does():
+    """variant_share=1: every problem is the plain draw (the same first rng use) changed by one of
+    the suite's changes, verified symbolically; at 0 the task's problems are the default's."""
+    on, off = DifferentiationTask(variant_share=1.0, max_length=1000), DifferentiationTask(max_length=1000)
+    seen: dict[str, int] = {}
+    for i in range(100):
+        base = off._draw(random.Random(i)).expr
+        try:
+            p = on.sample(random.Random(i))
+        except Rejected as exc:
+            assert exc.reason != "error", exc
+            continue
+        assert p.function_type == sampling.VARIANT_TYPE
+        kind = _what_changed(p.function, base)
+        assert kind is not None, (base, p.function)
+        seen[kind] = seen.get(kind, 0) + 1
+        assert equal(p.derivative, sympy.diff(p.function, x)) is True
+    assert set(seen) == set(sampling.VARIANT_KINDS), seen
+    zero = DifferentiationTask(variant_share=0.0, max_length=1000)
+    for i in range(40):
+        try:
+            a = off.sample(random.Random(i)).key
+        except Rejected as exc:
+            a = exc.reason
+        try:
+            b = zero.sample(random.Random(i)).key
+        except Rejected as exc:
+            b = exc.reason
+        assert a == b
+    with pytest.raises(ValueError, match="variant_share"):
+        DifferentiationTask(variant_share=1.5)

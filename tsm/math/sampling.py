@@ -496,3 +496,38 @@ def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coeffici
         return SampledFunction(expr, TEMPLATES[index][0], TEMPLATES[index][1])
     raw = random_tree(rng, max_depth, weights=weights)
     return SampledFunction(simple_simplify(raw, with_trig=(mode == "exact")), TREE_TYPE, None)
+
+
+# ---- variants of a function (issue 22): the robustness suite's changes, and a training knob ----
+VARIANT_KINDS = ("scale", "plus_constant", "inner_scale", "bigger_coefficient", "sum")
+VARIANT_TYPE = "variant"
+_VX = sympy.Symbol("x")
+
+
+def vary(kind: str, f: sympy.Expr, rng: random.Random, g: sympy.Expr | None = None
+         ) -> tuple[sympy.Expr, str] | None:
+    """One small change a student would still differentiate (Welleck et al., "Symbolic
+    Brittleness"): ``scale`` c·f (c in 2..9), ``plus_constant`` f + c (c in 1..9), ``inner_scale``
+    f(kx) (k in 2..5), ``bigger_coefficient`` (f's integer of largest magnitude, |n| >= 2, times 10;
+    ``None`` without one), ``sum`` f + g (``g`` required). Returns the new function and what changed;
+    draws from ``rng`` only for the kinds that need a number (the robustness suite's seeded order)."""
+    if kind == "scale":
+        c = rng.randint(2, 9)
+        return c * f, f"c={c}"
+    if kind == "plus_constant":
+        c = rng.randint(1, 9)
+        return f + c, f"c={c}"
+    if kind == "inner_scale":
+        k = rng.randint(2, 5)
+        return f.xreplace({_VX: k * _VX}), f"k={k}"
+    if kind == "bigger_coefficient":
+        ints = [n for n in f.atoms(sympy.Integer) if abs(int(n)) >= 2]
+        if not ints:
+            return None
+        n = max(ints, key=lambda v: (abs(int(v)), int(v)))
+        return f.xreplace({n: n * 10}), f"{n}->{n * 10}"
+    if kind == "sum":
+        if g is None:
+            raise ValueError("the sum variant needs a second function g")
+        return f + g, f"g={g}"
+    raise ValueError(f"unknown variant {kind!r}; known: {list(VARIANT_KINDS)}")

@@ -15,6 +15,8 @@ with a stable reason key, when:
 * ``too_large`` -- more than ``MAX_NODES`` tree nodes (a deterministic size guard before
   printing and differentiating; such a draw would fail the length filter anyway);
 * ``ood`` -- with ``exclude_ood``: f is a function of the shipped OOD set (by canonical form);
+* ``no_variant`` -- with ``variant_share``: the drawn change leaves f as it was (no integer to
+  enlarge, or c·f == f);
 * ``constant`` -- with ``drop_constants``: f has no x (``f(x) = 0``, a degenerate exercise);
   off by default, as Diff-TSM kept them;
 * ``error`` -- sympy raised.
@@ -23,8 +25,11 @@ Coverage knobs (issue 22; ``data.task_options``, all off by default): ``tree_wei
 the random trees' steps or adds the operators Diff-TSM never emits (inverse trig/hyperbolic,
 ``b^f``, ``log_b f``, roots; :func:`tsm.math.sampling.tree_weights`), ``course_share`` draws that
 share of functions from the course templates (:data:`tsm.math.sampling.COURSE_TEMPLATES`:
-function type ``course``), ``exclude_ood`` refuses the OOD set's functions, and ``inverse_notation`` writes inverse trig in prompts as ``\\arcsin``,
-``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per prompt).
+function type ``course``), ``exclude_ood`` refuses the OOD set's functions, ``inverse_notation``
+writes inverse trig in prompts as ``\\arcsin``, ``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per
+prompt), and ``variant_share`` changes that share of draws as the robustness suite does
+(:func:`tsm.math.sampling.vary`: c·f, f + c, f(kx), a coefficient ×10, f + g; function type
+``variant``), so a model sees the changes it is tested on, on training functions.
 
 Prompts: Diff-TSM's system prompt and one of :data:`USER_PROMPTS` around a surface variation of f
 (:func:`tsm.math.render.surface_form`, Diff-TSM's variations or, with ``surface="clean"``, only
@@ -200,10 +205,10 @@ class DifferentiationTask:
                  max_depth: int = 4, max_length: int = 100, variations: bool = True,
                  simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False,
                  tree_weights: dict | None = None, course_share: float = 0.0,
-                 inverse_notation: bool = False, exclude_ood: bool = False):
-        if isinstance(course_share, bool) or not isinstance(course_share, (int, float)) \
-                or not 0.0 <= course_share <= 1.0:
-            raise ValueError(f"course_share must be a probability in [0, 1], got {course_share!r}")
+                 inverse_notation: bool = False, exclude_ood: bool = False, variant_share: float = 0.0):
+        for name, p in (("course_share", course_share), ("variant_share", variant_share)):
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
         try:  # a mapping, or the sorted (name, weight) pairs the builder's task arguments carry
             weights = dict(tree_weights or {})
         except (TypeError, ValueError):
@@ -211,6 +216,7 @@ class DifferentiationTask:
         # coverage knobs (issue 22), all off by default: Diff-TSM's distribution and notation
         self.weights = sampling.tree_weights(weights)
         self.course_share = float(course_share)
+        self.variant_share = float(variant_share)
         self.inverse_styles = render.INVERSE_STYLES if inverse_notation else ()
         self.ood_keys = _ood_keys() if exclude_ood else frozenset()
         if simplify not in sampling.SIMPLIFY_MODES:
@@ -226,12 +232,27 @@ class DifferentiationTask:
         self.variations = variations
         self.simplify = simplify
 
+    def _draw(self, rng: random.Random) -> sampling.SampledFunction:
+        return sampling.sample_function(
+            rng, simplicity=self.simplicity, max_coefficient=self.max_coefficient,
+            max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify,
+            weights=self.weights, course_share=self.course_share)
+
+    def _vary(self, drawn: sampling.SampledFunction, rng: random.Random) -> sampling.SampledFunction:
+        """``variant_share``: the drawn f changed as the robustness suite changes a solved function
+        (c·f, f + c, f(kx), a coefficient ×10, or f + g with g a second draw)."""
+        kind = rng.choice(sampling.VARIANT_KINDS)
+        g = self._draw(rng).expr if kind == "sum" else None
+        made = sampling.vary(kind, drawn.expr, rng, g)
+        if made is None or made[0] == drawn.expr:
+            raise Rejected("no_variant", f"{kind}: {drawn.expr}")
+        return sampling.SampledFunction(made[0], sampling.VARIANT_TYPE, kind)
+
     def sample(self, rng: random.Random) -> DifferentiationProblem:
         try:
-            drawn = sampling.sample_function(
-                rng, simplicity=self.simplicity, max_coefficient=self.max_coefficient,
-                max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify,
-                weights=self.weights, course_share=self.course_share)
+            drawn = self._draw(rng)
+            if self.variant_share > 0 and rng.random() < self.variant_share:  # no extra draw at 0
+                drawn = self._vary(drawn, rng)
             return self._check(drawn)
         except Rejected:
             raise
