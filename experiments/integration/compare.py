@@ -6,6 +6,7 @@
         [--seconds NAME=SECONDS_PER_ANSWER ...] [--rows TEST.parquet] \
         [--verdicts experiments/integration/records/verdicts.csv]
     python experiments/integration/compare.py --from-verdicts experiments/integration/records/verdicts.csv
+        [--model NAME=... --any NAME=...] [--pair A=B ...]
 
 Reads the sympy baseline CSVs (``sympy_baseline.py``: one row per test row, in test order) and
 model responses parquets (``evaluate.py`` / ``train.py``'s ``test_after/``: greedy, first sample),
@@ -99,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", nargs="*", default=[], help="NAME=seconds per answer (a model's mean)")
     ap.add_argument("--rows", help="the test parquet: adds a table by function type")
     ap.add_argument("--verdicts", help="write the per-row verdicts here")
-    ap.add_argument("--from-verdicts", help="reprint the table from a verdicts CSV")
+    ap.add_argument("--from-verdicts", help="start from a verdicts CSV's columns (reprints its table; "
+                    "--model/--any/--sympy add columns to it)")
+    ap.add_argument("--pair", nargs="*", default=[], help="A=B: the paired sign test of two named columns "
+                    "(rows only A / only B solves)")
     args = ap.parse_args(argv)
 
     columns: dict[str, dict[int, bool]] = {}
@@ -116,27 +120,34 @@ def main(argv: list[str] | None = None) -> None:
             col = f"seconds {name}"
             vals = [float(r[col]) for r in rows if r.get(col)]
             seconds[name] = sum(vals) / len(vals) if vals else None
-    else:
-        for limit, path in _pairs(args.sympy, "--sympy"):
-            solved, secs = sympy_verdicts(path)
-            columns[f"sympy {limit}"] = solved
-            seconds[f"sympy {limit}"] = sum(secs.values()) / len(secs)
-            per_row[f"sympy {limit}"] = secs
-        for name, path in _pairs(args.model, "--model"):
-            columns[name] = model_verdicts(path)
-        for name, path in _pairs(args.any, "--any"):
-            columns[name] = model_verdicts(path, any_sample=True)
-        for name, value in _pairs(args.seconds, "--seconds"):
-            seconds[name] = float(value)
-            per_row[name] = dict.fromkeys(columns[name], float(value))
-        if args.rows:
-            kinds = {int(r["extra_info"]["index"]): r["extra_info"]["function_type"]
-                     for r in pq.read_table(args.rows, columns=["extra_info"]).to_pylist()}
+            if vals:
+                per_row[name] = {int(r["index"]): float(r[col]) for r in rows if r.get(col)}
+    for limit, path in _pairs(args.sympy, "--sympy"):
+        solved, secs = sympy_verdicts(path)
+        columns[f"sympy {limit}"] = solved
+        seconds[f"sympy {limit}"] = sum(secs.values()) / len(secs)
+        per_row[f"sympy {limit}"] = secs
+    for name, path in _pairs(args.model, "--model"):
+        columns[name] = model_verdicts(path)
+    for name, path in _pairs(args.any, "--any"):
+        columns[name] = model_verdicts(path, any_sample=True)
+    for name, value in _pairs(args.seconds, "--seconds"):
+        seconds[name] = float(value)
+        per_row[name] = dict.fromkeys(columns[name], float(value))
+    if args.rows:
+        kinds = {int(r["extra_info"]["index"]): r["extra_info"]["function_type"]
+                 for r in pq.read_table(args.rows, columns=["extra_info"]).to_pylist()}
     sympy_names = [n.split(" ", 1)[1] for n in columns if n.startswith("sympy ")]
     print(table(columns, seconds, sympy_names))
     if kinds:
         print()
         print(by_type(columns, kinds))
+    for a, b in _pairs(args.pair, "--pair"):
+        for name in (a, b):
+            if name not in columns:
+                raise SystemExit(f"--pair: no column {name!r}; columns: {list(columns)}")
+        only_a, only_b, p = paired_sign_test(columns[b], columns[a])
+        print(f"\n{a} vs {b}: only {a} {only_a}, only {b} {only_b}, two-sided exact sign test p = {p:.2g}")
     if args.verdicts:
         index = sorted(next(iter(columns.values())))
         with open(args.verdicts, "w", newline="") as fh:
