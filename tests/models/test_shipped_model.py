@@ -87,14 +87,16 @@ def test_tsm_entry_points_take_the_short_name(tmp_path):
 INTEGRAND_LATEX, INTEGRAND_SYMPY = r"2 x \cos{(x^{2} )}", "2*x*cos(x**2)"  # answered sin(x^2)
 
 
-def test_the_integration_model_answers_an_integral_plain_transformers():
-    """models/tsm-int-5m (issue 21): the integration task's prompt, greedy, checked by differentiating."""
+@pytest.mark.parametrize("name", ["tsm-int-5m", "tsm-int-5m-stage2"])
+def test_the_integration_model_answers_an_integral_plain_transformers(name):
+    """models/tsm-int-5m[-stage2] (issue 21): the integration task's prompt, greedy, checked by
+    differentiating."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tsm.tasks.base import SYSTEM_PROMPT
     from tsm.tasks.integration import FIXED_PROMPT, verify
 
-    folder = ROOT / "models" / "tsm-int-5m"
+    folder = ROOT / "models" / name
     assert "**Headline**" in (folder / "README.md").read_text()
     assert sum(p.stat().st_size for p in folder.iterdir()) < 21 * 2**20
     tok = AutoTokenizer.from_pretrained(folder)
