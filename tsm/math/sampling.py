@@ -501,7 +501,6 @@ def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coeffici
 # ---- variants of a function (issue 22): the robustness suite's changes, and a training knob ----
 VARIANT_KINDS = ("scale", "plus_constant", "inner_scale", "bigger_coefficient", "sum")
 VARIANT_TYPE = "variant"
-_VX = sympy.Symbol("x")
 
 
 def vary(kind: str, f: sympy.Expr, rng: random.Random, g: sympy.Expr | None = None
@@ -519,7 +518,7 @@ def vary(kind: str, f: sympy.Expr, rng: random.Random, g: sympy.Expr | None = No
         return f + c, f"c={c}"
     if kind == "inner_scale":
         k = rng.randint(2, 5)
-        return f.xreplace({_VX: k * _VX}), f"k={k}"
+        return f.xreplace({X: k * X}), f"k={k}"
     if kind == "bigger_coefficient":
         ints = [n for n in f.atoms(sympy.Integer) if abs(int(n)) >= 2]
         if not ints:

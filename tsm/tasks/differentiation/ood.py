@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import sympy
-import yaml
 
 from tsm.atomic import write_atomic
 from tsm.data import build
@@ -48,6 +47,7 @@ from tsm.tasks.differentiation.sampler import (
     DifferentiationProblem,
     DifferentiationTask,
     canonical_key,
+    load_functions,
     scan,
 )
 
@@ -97,19 +97,6 @@ class OODSpec:
     def build(self, progress: bool = False) -> DatasetFiles:
         """Build (or reuse) the files; what ``build_dataset`` does for a generated spec."""
         return build_ood(self)
-
-
-def load_functions(path: str | Path) -> list[tuple[str, str]]:
-    """``(function_type, plain f)`` pairs in file order."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: expected a mapping function_type -> list of functions")
-    out = []
-    for kind, items in data.items():
-        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
-            raise ValueError(f"{path}: {kind!r} must map to a list of strings")
-        out += [(str(kind), s) for s in items]
-    return out
 
 
 def to_latex(expr: sympy.Expr) -> str:

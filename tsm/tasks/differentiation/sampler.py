@@ -186,13 +186,26 @@ class DifferentiationProblem:
 OOD_SOURCE = Path(__file__).with_name("ood_functions.yaml")  # the shipped OOD set (tsm.tasks.differentiation.ood)
 
 
+def load_functions(path: str | Path) -> list[tuple[str, str]]:
+    """``(function_type, plain f)`` pairs of a hand-written function list (the OOD set's YAML:
+    function_type -> list of functions), in file order."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: expected a mapping function_type -> list of functions")
+    out = []
+    for kind, items in data.items():
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise ValueError(f"{path}: {kind!r} must map to a list of strings")
+        out += [(str(kind), s) for s in items]
+    return out
+
+
 @functools.cache
 def _ood_keys() -> frozenset[str]:
     """Canonical keys of the shipped OOD set's functions (``exclude_ood``: a course stream never
-    draws one of them). Read here, not through :mod:`.ood`, which builds on this module."""
-    data = yaml.safe_load(OOD_SOURCE.read_text())
+    draws one of them). Here, not in :mod:`.ood`, which builds on this module."""
     return frozenset(canonical_key(parse_expression(text, dialect="plain"))
-                     for items in data.values() for text in items)
+                     for _, text in load_functions(OOD_SOURCE))
 
 
 class DifferentiationTask:
