@@ -149,3 +149,23 @@ def test_module_refuses_other_targets(tmp_path, tokenizer):
         StreamingSFTDataModule(small_spec(tmp_path), sft_target="steps")
     batch = next(iter(module(small_spec(tmp_path), tokenizer).train_dataloader()))
     assert isinstance(batch, list) and isinstance(batch[0]["input_ids"], torch.Tensor)
+
+
+def test_stream_task_options_change_training_draws_only(tmp_path, tokenizer):
+    """``stream.task_options`` lays sampler knobs over the data config's for training: every
+    training draw is a course exercise with course_share 1, while the validation rows (the data
+    config's test split) and the exclusions are the same as without it; a bad knob is one line."""
+    from tsm.math import sampling
+
+    spec = small_spec(tmp_path)
+    plain = module(spec, tokenizer)
+    course = module(spec, tokenizer, task_options={"course_share": 1.0, "course_kinds": {"product": 3}})
+    assert course.excluded() == plain.excluded()
+    assert course.val_rows == plain.val_rows and len(plain.val_rows) == 8
+    trained = take(make_stream(course), 3)
+    assert {c.function_type for b in trained for c in b} == {sampling.COURSE_TYPE}
+    assert {c.function_type for b in take(make_stream(plain), 3) for c in b} <= set(sampling.FUNCTION_TYPES)
+    with pytest.raises(ValueError, match="course_kinds"):
+        module(spec, tokenizer, task_options={"course_kinds": {"nope": 1}})
+    with pytest.raises(ValueError, match="stream.task_options"):
+        StreamConfig(task_options=[1, 2])

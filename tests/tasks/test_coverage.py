@@ -138,6 +138,36 @@ def test_course_draws_cover_every_kind_and_are_valid_problems():
     assert kinds == set(sampling.COURSE_KINDS) and n_ok > 300
 
 
+def test_course_kinds_weight_the_kinds_and_default_to_the_uniform_draw():
+    uniform = [sampling.course_function(random.Random(i)) for i in range(300)]
+    same = sampling.course_kind_weights({})
+    assert same is None and [sampling.course_function(random.Random(i), same) for i in range(300)] == uniform
+    # a kind left out weighs 1.0; 0 removes a kind; a weight of 9 makes it the most drawn
+    w = sampling.course_kind_weights({"nested-quotient": 9, "chain": 0})
+    drawn = [sampling.course_function(random.Random(i), w).template for i in range(2000)]
+    counts = {k: drawn.count(k) for k in sampling.COURSE_KINDS}
+    assert counts["chain"] == 0
+    share = counts["nested-quotient"] / len(drawn)   # 9 / (9 + 7 kinds x 1) = 0.5625
+    assert 0.52 < share < 0.61, counts
+    assert all(counts[k] > 0 for k in sampling.COURSE_KINDS if k != "chain")
+    # through the task (a Hydra mapping or the builder's sorted pairs): the same draws as the sampler's
+    for kinds in ({"product": 5}, (("product", 5),)):
+        task = DifferentiationTask(course_share=1.0, course_kinds=kinds, max_length=300)
+        w5 = sampling.course_kind_weights({"product": 5})
+        for i in range(40):
+            try:
+                problem = task.sample(random.Random(i))
+            except Rejected:
+                continue
+            rng = random.Random(i)
+            rng.random()   # the course_share coin
+            assert problem.function == sampling.course_function(rng, w5).expr
+    for bad, msg in (({"products": 2}, "unknown kind"), ({"product": -1}, ">= 0"),
+                     ({"product": "a"}, ">= 0"), (dict.fromkeys(sampling.COURSE_KINDS, 0), "sum to 0")):
+        with pytest.raises(ValueError, match=msg):
+            DifferentiationTask(course_kinds=bad)
+
+
 def test_exclude_ood_refuses_every_ood_function():
     keys = {ood.make_problem(text, kind).key for kind, text in ood.load_functions(ood.DEFAULT_SOURCE)}
     on, off = (DifferentiationTask(course_share=1.0, exclude_ood=flag, max_length=1000) for flag in (True, False))

@@ -21,6 +21,9 @@ generator (:func:`tsm.data.build.generate_candidate`):
   of similar cost.
 * **Mixture.** ``simplicity`` (share of templates) may follow a schedule: ``schedule`` is a list
   of ``[step, simplicity]`` points, linearly interpolated, constant outside (rounded to 0.01).
+  ``task_options`` overrides the data config's sampler knobs for the training stream only (e.g. a
+  ``variant_share``): the test split, validation rows and exclusions stay the data config's, so a
+  run's before/after figure is on the same rows as every other run's on that data config.
 
 The stream has no epochs (the DataLoader has no length); training stops at ``max_steps``.
 """
@@ -63,6 +66,7 @@ class StreamConfig:
     prefetch_steps: int = 4  # steps each worker keeps ready
     oversample: float = 1.25  # candidates kept per step, as a multiple of batch_size (cross-step dedup)
     exclude: list = field(default_factory=list)  # registered test sets: data configs or parquet paths
+    task_options: dict = field(default_factory=dict)  # sampler knobs over data.task_options, training only
 
     def __post_init__(self) -> None:
         def fail(knob: str, why: str) -> None:
@@ -86,6 +90,16 @@ class StreamConfig:
             fail("schedule", "steps must increase")
         self.schedule = [(int(a), float(b)) for a, b in points]
         self.exclude = list(self.exclude or [])
+        if not isinstance(self.task_options or {}, Mapping):
+            fail("task_options", "must be a mapping of the task sampler's knobs")
+        self.task_options = dict(self.task_options or {})
+
+    def training_spec(self, spec: DatasetSpec) -> DatasetSpec:
+        """``spec`` with ``task_options`` laid over its own (validated by the task's sampler: a bad
+        knob is one ``ValueError`` line before any generation)."""
+        if not self.task_options:
+            return spec
+        return dataclasses.replace(spec, task_options={**spec.task_options, **self.task_options})
 
     def simplicity_at(self, step: int, default: float) -> float:
         base = default if self.simplicity is None else float(self.simplicity)
@@ -123,7 +137,7 @@ def _as_exclude_entry(entry: Any) -> Any:
 def stream_task_args(spec: DatasetSpec, cfg: StreamConfig, step: int) -> tuple:
     """The generator's arguments for ``step`` of a stream: ``spec``'s knobs, the stream's seed and
     its simplicity at that step (what ``generate_candidate`` takes; SFT and RL streams share it)."""
-    return task_args(spec, simplicity=cfg.simplicity_at(step, spec.simplicity), seed=cfg.seed)
+    return task_args(cfg.training_spec(spec), simplicity=cfg.simplicity_at(step, spec.simplicity), seed=cfg.seed)
 
 
 def stream_excluded(spec: DatasetSpec, cfg: StreamConfig) -> frozenset[str]:
@@ -262,6 +276,8 @@ class StreamingSFTDataModule(SFTDataModule):
         if self.curriculum.active:
             raise ValueError("curriculum and the fresh-function stream do not combine; use stream.schedule")
         self.stream_cfg = stream if isinstance(stream, StreamConfig) else StreamConfig(**dict(stream or {}))
+        if isinstance(self.dataset, DatasetSpec):
+            self.stream_cfg.training_spec(self.dataset)   # a bad stream.task_options knob: one line, now
         self.seen: set[int] = set()
         self.used: dict[int, list[int]] = {}
         self._excluded: frozenset[str] | None = None

@@ -366,17 +366,31 @@ COURSE_KINDS = tuple(dict.fromkeys(kind for kind, _ in COURSE_TEMPLATES))
 _COURSE_BY_KIND = {k: [i for i, (kind, _) in enumerate(COURSE_TEMPLATES) if kind == k] for k in COURSE_KINDS}
 
 
-def _choice(rng: random.Random, options):
-    return rng.choice(list(options))
+def course_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
+    """``{kind: relative weight}`` over :data:`COURSE_KINDS` (a kind left out weighs 1.0) as the
+    tuple :func:`course_function` takes; ``None`` or an empty mapping is uniform (``None``, the
+    draw of the shipped course stream and course test). Unknown kinds, negative or non-numeric
+    weights, and an all-zero mix are a ``ValueError``."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(COURSE_KINDS))
+    if unknown:
+        raise ValueError(f"course_kinds: unknown kind(s) {unknown}; the kinds are {list(COURSE_KINDS)}")
+    out = []
+    for kind in COURSE_KINDS:
+        w = weights.get(kind, 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ValueError(f"course_kinds: {kind} must weigh a number >= 0, got {w!r}")
+        out.append(float(w))
+    if sum(out) <= 0:
+        raise ValueError("course_kinds: the weights sum to 0")
+    return tuple(out)
 
 
-def rng_choice_hyp(rng: random.Random) -> Callable[[sympy.Expr], sympy.Expr]:
-    return rng.choice([sympy.asinh, sympy.acosh, sympy.atanh])
-
-
-def course_function(rng: random.Random) -> SampledFunction:
-    """A course exercise: a kind uniformly, then one of its templates, with fresh coefficients."""
-    kind = rng.choice(COURSE_KINDS)
+def course_function(rng: random.Random, kind_weights: tuple[float, ...] | None = None) -> SampledFunction:
+    """A course exercise: a kind (uniformly, or by ``kind_weights`` from :func:`course_kind_weights`),
+    then one of its templates, with fresh coefficients."""
+    kind = rng.choice(COURSE_KINDS) if kind_weights is None else rng.choices(COURSE_KINDS, kind_weights)[0]
     expr = COURSE_TEMPLATES[rng.choice(_COURSE_BY_KIND[kind])][1](rng)
     return SampledFunction(expr, COURSE_TYPE, kind)
 
@@ -481,15 +495,16 @@ def simplify_template(index: int, params: dict[str, int], mode: str = "fast") ->
 
 def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coefficient: int = 40,
                     max_power: int = 5, max_depth: int = 4, mode: str = "fast",
-                    weights: TreeWeights = DIFF_TSM_WEIGHTS, course_share: float = 0.0) -> SampledFunction:
+                    weights: TreeWeights = DIFF_TSM_WEIGHTS, course_share: float = 0.0,
+                    course_kinds: tuple[float, ...] | None = None) -> SampledFunction:
     """Draw one function: a template with probability ``simplicity``, else a random tree (with
     ``weights``' operator tables). With ``course_share`` > 0, a course exercise
-    (:func:`course_function`) comes first with that probability; at 0 no extra draw is made, so
-    Diff-TSM's stream is unchanged."""
+    (:func:`course_function`, its kinds weighted by ``course_kinds``) comes first with that
+    probability; at 0 no extra draw is made, so Diff-TSM's stream is unchanged."""
     if mode not in SIMPLIFY_MODES:
         raise ValueError(f"simplify mode must be one of {SIMPLIFY_MODES}, got {mode!r}")
     if course_share > 0 and rng.random() < course_share:
-        return course_function(rng)
+        return course_function(rng, course_kinds)
     if rng.random() < simplicity:
         index, params = draw_template(rng, max_coefficient, max_power)
         expr = simplify_template(index, params, mode)

@@ -25,7 +25,8 @@ Coverage knobs (issue 22; ``data.task_options``, all off by default): ``tree_wei
 the random trees' steps or adds the operators Diff-TSM never emits (inverse trig/hyperbolic,
 ``b^f``, ``log_b f``, roots; :func:`tsm.math.sampling.tree_weights`), ``course_share`` draws that
 share of functions from the course templates (:data:`tsm.math.sampling.COURSE_TEMPLATES`:
-function type ``course``), ``exclude_ood`` refuses the OOD set's functions, ``inverse_notation``
+function type ``course``; ``course_kinds`` weights their kinds, uniform by default),
+``exclude_ood`` refuses the OOD set's functions, ``inverse_notation``
 writes inverse trig in prompts as ``\\arcsin``, ``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per
 prompt), and ``variant_share`` changes that share of draws as the robustness suite does
 (:func:`tsm.math.sampling.vary`: c·f, f + c, f(kx), a coefficient ×10, f + g; function type
@@ -218,7 +219,8 @@ class DifferentiationTask:
                  max_depth: int = 4, max_length: int = 100, variations: bool = True,
                  simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False,
                  tree_weights: dict | None = None, course_share: float = 0.0,
-                 inverse_notation: bool = False, exclude_ood: bool = False, variant_share: float = 0.0):
+                 inverse_notation: bool = False, exclude_ood: bool = False, variant_share: float = 0.0,
+                 course_kinds: dict | None = None):
         for name, p in (("course_share", course_share), ("variant_share", variant_share)):
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
@@ -229,6 +231,10 @@ class DifferentiationTask:
         # coverage knobs (issue 22), all off by default: Diff-TSM's distribution and notation
         self.weights = sampling.tree_weights(weights)
         self.course_share = float(course_share)
+        try:
+            self.course_kinds = sampling.course_kind_weights(dict(course_kinds or {}))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"course_kinds must map course kinds to weights ({exc})") from None
         self.variant_share = float(variant_share)
         self.inverse_styles = render.INVERSE_STYLES if inverse_notation else ()
         self.ood_keys = _ood_keys() if exclude_ood else frozenset()
@@ -249,7 +255,7 @@ class DifferentiationTask:
         return sampling.sample_function(
             rng, simplicity=self.simplicity, max_coefficient=self.max_coefficient,
             max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify,
-            weights=self.weights, course_share=self.course_share)
+            weights=self.weights, course_share=self.course_share, course_kinds=self.course_kinds)
 
     def _vary(self, drawn: sampling.SampledFunction, rng: random.Random) -> sampling.SampledFunction:
         """``variant_share``: the drawn f changed as the robustness suite changes a solved function
