@@ -18,7 +18,7 @@ PROMPT = [
 ]
 
 
-SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-course"]  # differentiation; tsm-int-5m has its own test below
+SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-course", "tsm-diff-5m-course2"]  # differentiation; tsm-int-5m has its own test below
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -31,17 +31,24 @@ def test_folder_is_complete_and_small(name):
     assert "**Headline**" in (folder / "README.md").read_text()
 
 
-# the course model answers sin(x^2) in the form tsm's prompts write it (its own test below), but not
-# this \left( ... \right) spelling, which no tsm prompt produces (its card says so)
-@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "tsm-diff-5m-course"])
-def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct(name):
+# sin(x^2) as tsm's prompts write it (tsm.math.render: `\sin{(x^{2} )}`) for every shipped model; the
+# first three also answer sympy.latex's `\sin{\left(x^{2} \right)}` spelling, which no tsm prompt
+# produces and the later models (stage 4, the course models) get wrong (their cards say so)
+LEFT_RIGHT_OK = {NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3"}
+
+
+@pytest.mark.parametrize("name, latex", [(n, r"\sin{(x^{2} )}") for n in SHIPPED]
+                         + [(n, r"\sin{\left(x^{2} \right)}") for n in SHIPPED if n in LEFT_RIGHT_OK])
+def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct(name, latex):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tsm.reward import score
 
     tok = AutoTokenizer.from_pretrained(ROOT / "models" / name)
     model = AutoModelForCausalLM.from_pretrained(ROOT / "models" / name).eval()
-    ids = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = [PROMPT[0], {"role": "user", "content": PROMPT[1]["content"].replace(r"\sin{\left(x^{2} \right)}", latex)}]
+    assert latex in prompt[1]["content"]
+    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
     answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -118,13 +125,14 @@ def test_the_integration_model_answers_an_integral_plain_transformers(name):
     (r"x^{x}", "x**x*(log(x) + 1)"),
     (r"\sin{(x^{2} )}", "2*x*cos(x**2)"),
 ])
-def test_the_course_model_differentiates_what_the_first_models_never_saw(latex, gold):
-    """models/tsm-diff-5m-course (issue 22): inverse trig, b^f and f^g, greedy, plain transformers."""
+@pytest.mark.parametrize("name", ["tsm-diff-5m-course", "tsm-diff-5m-course2"])
+def test_the_course_models_differentiate_what_the_first_models_never_saw(name, latex, gold):
+    """models/tsm-diff-5m-course{,2} (issue 22): inverse trig, b^f and f^g, greedy, plain transformers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tsm.reward import score
 
-    folder = ROOT / "models" / "tsm-diff-5m-course"
+    folder = ROOT / "models" / name
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     prompt = [PROMPT[0], {"role": "user", "content": PROMPT[1]["content"].replace(r"\sin{\left(x^{2} \right)}", latex)}]
