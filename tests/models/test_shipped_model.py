@@ -21,6 +21,25 @@ PROMPT = [
 SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-course", "tsm-diff-5m-course2"]  # differentiation; tsm-int-5m has its own test below
 
 
+def diff_prompt(latex: str) -> list[dict]:
+    """PROMPT with f written as ``latex`` instead of sympy.latex's sin(x^2)."""
+    content = PROMPT[1]["content"].replace(r"\sin{\left(x^{2} \right)}", latex)
+    assert latex in content
+    return [PROMPT[0], {"role": "user", "content": content}]
+
+
+def greedy_answer(folder: Path, messages: list[dict], max_new_tokens: int) -> str:
+    """Plain transformers: load ``folder``, apply its chat template, decode greedily."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_folder_is_complete_and_small(name):
     folder = ROOT / "models" / name
@@ -40,18 +59,9 @@ LEFT_RIGHT_OK = {NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3"}
 @pytest.mark.parametrize("name, latex", [(n, r"\sin{(x^{2} )}") for n in SHIPPED]
                          + [(n, r"\sin{\left(x^{2} \right)}") for n in SHIPPED if n in LEFT_RIGHT_OK])
 def test_plain_transformers_loads_it_and_the_greedy_answer_scores_correct(name, latex):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tsm.reward import score
 
-    tok = AutoTokenizer.from_pretrained(ROOT / "models" / name)
-    model = AutoModelForCausalLM.from_pretrained(ROOT / "models" / name).eval()
-    prompt = [PROMPT[0], {"role": "user", "content": PROMPT[1]["content"].replace(r"\sin{\left(x^{2} \right)}", latex)}]
-    assert latex in prompt[1]["content"]
-    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = greedy_answer(ROOT / "models" / name, diff_prompt(latex), 64)
     assert "\\boxed{" in answer
     assert score(answer, "2*x*cos(x**2)").correct, answer
 
@@ -100,22 +110,15 @@ INTEGRAND_LATEX, INTEGRAND_SYMPY = r"2 x \cos{(x^{2} )}", "2*x*cos(x**2)"  # ans
 def test_the_integration_model_answers_an_integral_plain_transformers(name):
     """models/tsm-int-5m[-stage2] (issue 21): the integration task's prompt, greedy, checked by
     differentiating."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tsm.tasks.base import SYSTEM_PROMPT
     from tsm.tasks.integration import FIXED_PROMPT, verify
 
     folder = ROOT / "models" / name
     assert "**Headline**" in (folder / "README.md").read_text()
     assert sum(p.stat().st_size for p in folder.iterdir()) < 21 * 2**20
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
     prompt = [{"role": "system", "content": SYSTEM_PROMPT},
               {"role": "user", "content": FIXED_PROMPT.format(function=INTEGRAND_LATEX)}]
-    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = greedy_answer(folder, prompt, 64)
     assert verify(answer, INTEGRAND_SYMPY).correct, answer
 
 
@@ -128,16 +131,7 @@ def test_the_integration_model_answers_an_integral_plain_transformers(name):
 @pytest.mark.parametrize("name", ["tsm-diff-5m-course", "tsm-diff-5m-course2"])
 def test_the_course_models_differentiate_what_the_first_models_never_saw(name, latex, gold):
     """models/tsm-diff-5m-course{,2} (issue 22): inverse trig, b^f and f^g, greedy, plain transformers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from tsm.reward import score
 
-    folder = ROOT / "models" / name
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    prompt = [PROMPT[0], {"role": "user", "content": PROMPT[1]["content"].replace(r"\sin{\left(x^{2} \right)}", latex)}]
-    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=96, do_sample=False, pad_token_id=tok.pad_token_id)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = greedy_answer(ROOT / "models" / name, diff_prompt(latex), 96)
     assert score(answer, gold).correct, answer
