@@ -262,6 +262,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     first, init_from, ckpt = resume_point(cfg)  # a wrong ckpt_path fails here, before any work
     reward = instantiate(cfg.reward)
     model, tokenizer = load_policy(cfg, cfg.get("init_from"))
+    if cfg.get("grow") and first == 0:  # before a resumed .ckpt restores the grown weights
+        from tsm.models.grow import grow_depth
+
+        grow_depth(model, int(cfg.grow.num_layers))
     metrics: dict[str, Any] = {"output_dir": str(out),
                                "model/parameters": sum(p.numel() for p in model.parameters())}
     t_start = time.perf_counter()

@@ -89,6 +89,18 @@ def _model_source(problems: list[str], key: str, value: str | None) -> None:
                     f"'embedded' or hub id")
 
 
+def _grow(problems: list[str], grow, init_from) -> None:
+    if grow is None:
+        return
+    n = grow.get("num_layers") if isinstance(grow, (dict, DictConfig)) else None
+    extra = sorted(set(grow) - {"num_layers"}) if isinstance(grow, (dict, DictConfig)) else []
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or extra:
+        problems.append(f"grow={OmegaConf.to_container(grow) if isinstance(grow, DictConfig) else grow!r}: "
+                        f"must be {{num_layers: <int>}} (the depth to grow init_from's model to)")
+    elif not init_from:
+        problems.append("grow needs init_from: it deepens a trained model (a random one gains nothing from it)")
+
+
 def _raise(problems: list[str]) -> None:
     if problems:
         raise UserError("; ".join(problems))
@@ -144,6 +156,7 @@ def check_train(cfg: DictConfig) -> None:
     _positive(problems, cfg, "evaluate.n_rows", integer=True)
     _positive(problems, cfg, "evaluate.max_new_tokens", integer=True)
     _model_source(problems, "init_from", _get(cfg, "init_from"))
+    _grow(problems, _get(cfg, "grow"), _get(cfg, "init_from"))
     if _get(cfg, "ckpt_path"):
         try:
             resolve_ckpt_path(cfg)
