@@ -134,6 +134,29 @@ def test_resume_across_the_epoch_end_matches_uninterrupted_run(tmp_path, data_di
     assert all(abs(a[s] - b[s]) < 1e-5 for s in b), {s: (a[s], b[s]) for s in b if abs(a[s] - b[s]) >= 1e-5}
 
 
+def test_grow_deepens_init_from_and_resumes_exactly(tmp_path, data_dir):
+    """`grow: {num_layers: N}` deepens init_from's model before training (tsm/models/grow.py); the
+    run exports N layers, and a run resumed from its mid-run checkpoint (grown again, then the
+    .ckpt restores the grown weights) ends on the uninterrupted run's weights."""
+    from tsm.models import build_math_tokenizer, build_tiny_model, load_checkpoint, save_hf
+    from tsm.models.tiny import TINY_PRESETS
+    from tsm.pipeline import run
+
+    tok = build_math_tokenizer()
+    start = save_hf(build_tiny_model(TINY_PRESETS["tiny_1m"], tok, seed=4), tok, tmp_path / "start")
+    layers = TINY_PRESETS["tiny_1m"].num_layers
+    common = [*RESUME, f"init_from={start}", f"grow={{num_layers: {2 * layers}}}", "sft.max_steps=4"]
+    full = tiny_cfg(tmp_path / "full", data_dir, *common, "sft.save_every_n_steps=2")
+    run(full)
+    a, _ = load_checkpoint(str(Path(full.paths.output_dir) / "sft" / "hf"))
+    assert a.config.num_hidden_layers == len(a.model.layers) == 2 * layers
+    ckpt = Path(full.paths.output_dir) / "sft" / "checkpoints" / "step2.ckpt"
+    resumed = tiny_cfg(tmp_path / "resumed", data_dir, *common, f"ckpt_path={ckpt}")
+    run(resumed)
+    b, _ = load_checkpoint(str(Path(resumed.paths.output_dir) / "sft" / "hf"))
+    assert torch.allclose(params(a), params(b), atol=1e-6)
+
+
 STREAM = ["sft.data_module._target_=tsm.data.stream.StreamingSFTDataModule",
           "+sft.data_module.stream={seed: 7, workers: 1, simplicity: 0.3}"]
 

@@ -34,6 +34,9 @@ def train_cfg(tmp_path, *extra):
     (["stages=[ei]", "ei.sft.data_module.batch_size=10", "ei.sft.data_module.micro_batch_size=4"],
      "ei.sft.data_module.batch_size=10: must be a multiple of micro_batch_size=4"),
     (["init_from=./no/such/folder"], "init_from=./no/such/folder: no such folder"),
+    (["grow={num_layers: 4}"], "grow needs init_from"),
+    (["init_from=tsm-diff-5m", "grow={layers: 12}"], "must be {num_layers: <int>}"),
+    (["init_from=tsm-diff-5m", "grow={num_layers: twelve}"], "must be {num_layers: <int>}"),
     (["data.simplicity=2"], "data: data.simplicity=2: must be a probability"),
     (["data.output_dir=/proc/tsm-data"], "data.output_dir=/proc/tsm-data: not a writable folder"),
 ])

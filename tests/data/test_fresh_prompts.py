@@ -85,3 +85,13 @@ def test_no_test_function_and_disjoint_ranks(tmp_path, tokenizer, monkeypatch):
     r0 = steps(module(spec, tokenizer, rank=0, world=2, batch_size=16), 1)[0]
     r1 = steps(module(spec, tokenizer, rank=1, world=2, batch_size=16), 1)[0]
     assert len(r0) == len(r1) == 8 and not {tuple(p.token_ids) for p in r0} & {tuple(p.token_ids) for p in r1}
+
+
+def test_a_bad_stream_task_option_fails_at_construction(tmp_path):
+    """As the SFT stream does: a bad ``stream.task_options`` knob is one line when the module is
+    built (before a model is loaded or a prompt drawn), not at the first training step."""
+    with pytest.raises(ValueError, match="course_kinds"):
+        FreshPromptDataModule(small_spec(tmp_path), stream={"seed": 1, "task_options": {"course_kinds": {"nope": 1}}})
+    with pytest.raises(ValueError, match="variant_share"):
+        FreshPromptDataModule(small_spec(tmp_path), stream={"seed": 1, "task_options": {"variant_share": 2}})
+    FreshPromptDataModule(small_spec(tmp_path), stream={"seed": 1, "task_options": {"variant_share": 0.2}})

@@ -164,8 +164,11 @@ def test_course_kinds_weight_the_kinds_and_default_to_the_uniform_draw():
             assert problem.function == sampling.course_function(rng, w5).expr
     for bad, msg in (({"products": 2}, "unknown kind"), ({"product": -1}, ">= 0"),
                      ({"product": "a"}, ">= 0"), (dict.fromkeys(sampling.COURSE_KINDS, 0), "sum to 0")):
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match=msg) as err:
             DifferentiationTask(course_kinds=bad)
+        assert str(err.value).count("course_kinds") == 1   # the key named once, in one line
+    with pytest.raises(ValueError, match="course_kinds must map course kinds to weights"):
+        DifferentiationTask(course_kinds=[1, 2])
 
 
 def test_exclude_ood_refuses_every_ood_function():

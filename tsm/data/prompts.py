@@ -219,6 +219,10 @@ class FreshPromptDataModule(PromptDataModule):
         from tsm.data.stream import StreamConfig
 
         self.stream_cfg = StreamConfig(**dict(stream or {}))
+        from tsm.data.build import DatasetSpec
+
+        if isinstance(self.dataset, DatasetSpec):
+            self.stream_cfg.training_spec(self.dataset)   # a bad stream.task_options knob: one line, now
         self._excluded: frozenset[str] | None = None
 
     def excluded(self) -> frozenset[str]:

@@ -231,10 +231,11 @@ class DifferentiationTask:
         # coverage knobs (issue 22), all off by default: Diff-TSM's distribution and notation
         self.weights = sampling.tree_weights(weights)
         self.course_share = float(course_share)
-        try:
-            self.course_kinds = sampling.course_kind_weights(dict(course_kinds or {}))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"course_kinds must map course kinds to weights ({exc})") from None
+        try:  # course_kind_weights names the key in its own messages
+            kinds = dict(course_kinds or {})
+        except (TypeError, ValueError):
+            raise ValueError(f"course_kinds must map course kinds to weights, got {course_kinds!r}") from None
+        self.course_kinds = sampling.course_kind_weights(kinds)
         self.variant_share = float(variant_share)
         self.inverse_styles = render.INVERSE_STYLES if inverse_notation else ()
         self.ood_keys = _ood_keys() if exclude_ood else frozenset()
