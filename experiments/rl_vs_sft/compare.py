@@ -3,6 +3,11 @@
     python experiments/rl_vs_sft/compare.py START/responses.parquet NAME=ARM/responses.parquet ... \
         [--minutes NAME=MIN ...] [--verdicts verdicts.csv]
     python experiments/rl_vs_sft/compare.py --from-verdicts experiments/rl_vs_sft/verdicts.csv
+    python experiments/rl_vs_sft/compare.py OLD_verdicts.csv:COLUMN NAME=NEW/responses.parquet ...
+
+Any model (start or arm) may also be a column of a verdicts CSV this script wrote (`FILE.csv:COLUMN`),
+so a new model pairs with committed per-row verdicts without re-running the old one; rows are then
+matched by their test-row index.
 
 Reads `evaluate.py` (or `train.py`'s `test_after/`) responses parquets scored on the same rows,
 generates nothing, and prints a markdown table: Accuracy@1 with its 95% Wilson interval, the error
@@ -32,6 +37,33 @@ def verdicts(path: str) -> dict[tuple, bool]:
     return out
 
 
+def load(spec: str) -> dict[tuple, bool]:
+    """A responses parquet, or ``FILE.csv:COLUMN`` of a verdicts CSV (keyed by row index only)."""
+    path, _, column = spec.rpartition(":")
+    if not path.endswith(".csv"):
+        return verdicts(spec)
+    import csv
+
+    with open(path) as fh:
+        table = list(csv.DictReader(fh))
+    if not table or column not in table[0] or column == "index":
+        raise SystemExit(f"{path} has no model column {column!r}")
+    return {(r["index"],): r[column] == "1" for r in table}
+
+
+def by_index(models: list[dict[tuple, bool]]) -> list[dict[tuple, bool]]:
+    """When any model comes from a verdicts CSV, key every model by row index alone."""
+    if all(len(next(iter(m))) == 2 for m in models):
+        return models
+    out = []
+    for m in models:
+        keyed = {(str(k[0]),): v for k, v in m.items()}
+        if len(keyed) != len(m):
+            raise SystemExit("row indices repeat: pair these files by their parquets instead")
+        out.append(keyed)
+    return out
+
+
 def paired(a: dict[tuple, bool], b: dict[tuple, bool]) -> tuple[int, int, float]:
     """(rows only b solves, rows only a solves, sign-test p); both must hold the same rows."""
     try:
@@ -57,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         start = {(r["index"],): r["start"] == "1" for r in table}
         arms = {n: {(r["index"],): r[n] == "1" for r in table} for n in names}
     elif args.start and args.arms:
-        start = verdicts(args.start)
-        arms = {name: verdicts(path) for name, path in (a.split("=", 1) for a in args.arms)}
+        named = [a.split("=", 1) for a in args.arms]
+        start, *rest = by_index([load(args.start), *(load(path) for _, path in named)])
+        arms = dict(zip((name for name, _ in named), rest))
     else:
         ap.error("give START and NAME=ARM parquets, or --from-verdicts CSV")
     minutes = dict(m.split("=", 1) for m in args.minutes)
