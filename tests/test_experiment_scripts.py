@@ -85,8 +85,10 @@ def test_rl_vs_sft_compare_table_and_verdicts_roundtrip(tmp_path, capsys):
     assert capsys.readouterr().out == first  # the committed CSV reproduces the table
     # a new model pairs with a committed CSV column (rows matched by index)
     better = write(tmp_path / "b.parquet", [("t", "1", 1.0 if i != 9 else 0.0) for i in range(10)])
-    compare.main([f"{csv_path}:sft", f"new={better}"])
+    compare.main([f"{csv_path}:sft", f"new={better}", "--verdicts", str(tmp_path / "v2.csv")])
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| new"))
     assert "90.00%" in row and "| 2 / 1 |" in row  # gains rows 6, 7; loses row 9
+    lines = (tmp_path / "v2.csv").read_text().splitlines()
+    assert lines[0] == "index,start,new" and lines[1] == "0,1,1" and lines[-1] == "9,1,0" and len(lines) == 11
     with pytest.raises(SystemExit, match="no model column 'nope'"):
         compare.main([f"{csv_path}:nope", f"new={better}"])

@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
 
         with open(args.from_verdicts) as fh:
             table = list(csv.DictReader(fh))
-        names = [k for k in table[0] if k not in ("index", "start")]
-        start = {(r["index"],): r["start"] == "1" for r in table}
+        first, *names = [k for k in table[0] if k != "index"]   # the first model column is the start
+        start = {(r["index"],): r[first] == "1" for r in table}
         arms = {n: {(r["index"],): r[n] == "1" for r in table} for n in names}
     elif args.start and args.arms:
         named = [a.split("=", 1) for a in args.arms]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.verdicts, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["index", "start", *arms])
-            for key in sorted(start, key=lambda k: (k[0] is None, k[0], k[1])):
+            for key in sorted(start, key=lambda k: (k[0] is None, int(k[0]) if k[0] is not None else 0, k[1:])):
                 w.writerow([key[0], int(start[key]), *(int(v[key]) for v in arms.values())])
 
 

@@ -18,7 +18,7 @@ PROMPT = [
 ]
 
 
-SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-course", "tsm-diff-5m-course2"]  # differentiation; tsm-int-5m has its own test below
+SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-course", "tsm-diff-5m-course2", "tsm-diff-5m-course3"]  # differentiation; tsm-int-5m has its own test below
 
 
 def diff_prompt(latex: str) -> list[dict]:
@@ -128,9 +128,9 @@ def test_the_integration_model_answers_an_integral_plain_transformers(name):
     (r"x^{x}", "x**x*(log(x) + 1)"),
     (r"\sin{(x^{2} )}", "2*x*cos(x**2)"),
 ])
-@pytest.mark.parametrize("name", ["tsm-diff-5m-course", "tsm-diff-5m-course2"])
+@pytest.mark.parametrize("name", ["tsm-diff-5m-course", "tsm-diff-5m-course2", "tsm-diff-5m-course3"])
 def test_the_course_models_differentiate_what_the_first_models_never_saw(name, latex, gold):
-    """models/tsm-diff-5m-course{,2} (issue 22): inverse trig, b^f and f^g, greedy, plain transformers."""
+    """models/tsm-diff-5m-course{,2,3} (issue 22): inverse trig, b^f and f^g, greedy, plain transformers."""
     from tsm.reward import score
 
     answer = greedy_answer(ROOT / "models" / name, diff_prompt(latex), 96)
