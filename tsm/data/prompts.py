@@ -216,11 +216,10 @@ class FreshPromptDataModule(PromptDataModule):
 
     def __init__(self, dataset: Any, stream: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(dataset, **kwargs)
+        from tsm.data.build import DatasetSpec
         from tsm.data.stream import StreamConfig
 
         self.stream_cfg = StreamConfig(**dict(stream or {}))
-        from tsm.data.build import DatasetSpec
-
         if isinstance(self.dataset, DatasetSpec):
             self.stream_cfg.training_spec(self.dataset)   # a bad stream.task_options knob: one line, now
         self._excluded: frozenset[str] | None = None
