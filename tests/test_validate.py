@@ -37,6 +37,7 @@ def train_cfg(tmp_path, *extra):
     (["grow={num_layers: 4}"], "grow needs init_from"),
     (["init_from=tsm-diff-5m", "grow={layers: 12}"], "must be {num_layers: <int>}"),
     (["init_from=tsm-diff-5m", "grow={num_layers: twelve}"], "must be {num_layers: <int>}"),
+    (["init_from=tsm-diff-5m", "grow={num_layers: 3}"], "grow.num_layers=3: fewer than tsm-diff-5m's 6 layers"),
     (["data.simplicity=2"], "data: data.simplicity=2: must be a probability"),
     (["data.output_dir=/proc/tsm-data"], "data.output_dir=/proc/tsm-data: not a writable folder"),
 ])

@@ -7,6 +7,7 @@ key, the value and what would be accepted; ``train.py`` / ``evaluate.py`` print 
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -92,13 +93,21 @@ def _model_source(problems: list[str], key: str, value: str | None) -> None:
 def _grow(problems: list[str], grow, init_from) -> None:
     if grow is None:
         return
-    n = grow.get("num_layers") if isinstance(grow, (dict, DictConfig)) else None
-    extra = sorted(set(grow) - {"num_layers"}) if isinstance(grow, (dict, DictConfig)) else []
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or extra:
+    mapping = isinstance(grow, (dict, DictConfig))
+    n = grow.get("num_layers") if mapping else None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (mapping and set(grow) - {"num_layers"}):
         problems.append(f"grow={OmegaConf.to_container(grow) if isinstance(grow, DictConfig) else grow!r}: "
                         f"must be {{num_layers: <int>}} (the depth to grow init_from's model to)")
     elif not init_from:
         problems.append("grow needs init_from: it deepens a trained model (a random one gains nothing from it)")
+    else:  # a local or shipped model's depth is known without loading it
+        from tsm.models.loading import shipped_model
+
+        folder = Path(str(init_from)).expanduser()
+        config = (folder if folder.is_dir() else shipped_model(str(init_from)) or folder) / "config.json"
+        layers = json.loads(config.read_text()).get("num_hidden_layers") if config.is_file() else None
+        if isinstance(layers, int) and n < layers:
+            problems.append(f"grow.num_layers={n}: fewer than {init_from}'s {layers} layers (grow only adds layers)")
 
 
 def _raise(problems: list[str]) -> None:
