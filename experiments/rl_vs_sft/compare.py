@@ -37,23 +37,30 @@ def verdicts(path: str) -> dict[tuple, bool]:
     return out
 
 
+def csv_verdicts(path: str) -> dict[str, dict[tuple, bool]]:
+    """Every model column of a verdicts CSV this script wrote, in file order (keyed by row index)."""
+    import csv
+
+    with open(path) as fh:
+        table = list(csv.DictReader(fh))
+    columns = [c for c in (table[0] if table else {}) if c != "index"]
+    return {c: {(r["index"],): r[c] == "1" for r in table} for c in columns}
+
+
 def load(spec: str) -> dict[tuple, bool]:
     """A responses parquet, or ``FILE.csv:COLUMN`` of a verdicts CSV (keyed by row index only)."""
     path, _, column = spec.rpartition(":")
     if not path.endswith(".csv"):
         return verdicts(spec)
-    import csv
-
-    with open(path) as fh:
-        table = list(csv.DictReader(fh))
-    if not table or column not in table[0] or column == "index":
+    columns = csv_verdicts(path)
+    if column not in columns:
         raise SystemExit(f"{path} has no model column {column!r}")
-    return {(r["index"],): r[column] == "1" for r in table}
+    return columns[column]
 
 
 def by_index(models: list[dict[tuple, bool]]) -> list[dict[tuple, bool]]:
     """When any model comes from a verdicts CSV, key every model by row index alone."""
-    if all(len(next(iter(m))) == 2 for m in models):
+    if all(len(k) == 2 for m in models for k in m):
         return models
     out = []
     for m in models:
@@ -81,13 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--verdicts", help="also write a CSV: one row per test row, one 0/1 column per model")
     args = ap.parse_args(argv)
     if args.from_verdicts:
-        import csv
-
-        with open(args.from_verdicts) as fh:
-            table = list(csv.DictReader(fh))
-        first, *names = [k for k in table[0] if k != "index"]   # the first model column is the start
-        start = {(r["index"],): r[first] == "1" for r in table}
-        arms = {n: {(r["index"],): r[n] == "1" for r in table} for n in names}
+        columns = csv_verdicts(args.from_verdicts)
+        first, *names = columns   # the first model column is the start
+        start, arms = columns[first], {n: columns[n] for n in names}
     elif args.start and args.arms:
         named = [a.split("=", 1) for a in args.arms]
         start, *rest = by_index([load(args.start), *(load(path) for _, path in named)])
