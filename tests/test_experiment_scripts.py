@@ -57,8 +57,19 @@ def test_table_and_paired_comparison(breakdown, tmp_path, capsys):
     assert "| composite-complex, gold 1–20 chars | 1 | 100.0% | 0.0% |" in out
     assert "| composite-complex, gold 21–60 chars | 1 | 0.0% | 100.0% |" in out
     assert "| composite-complex, gold > 60 chars | 1 | 0.0% | 100.0% |" in out
+    assert "| gold computes no number | 3 | 33.3% | 66.7% |" in out  # the trees' golds have no digit
+    assert "| largest computed number 1–9 | 2 | 50.0% | 100.0% |" in out  # 2 and 3: not in f0, f1
+    assert "computed number 10" not in out  # empty groups are left out
     # default names are the folders; b solves 3 rows a does not, a solves 1 that b does not
     assert "b vs a: only b solves 3, only a solves 1 (sign test p = 0.625); random trees 2 vs 1 (p = 1)" in out
+
+
+def test_computed_number_is_the_largest_integer_the_function_does_not_show(breakdown):
+    assert breakdown.computed_number("46 x^{4} + 29", "184 x^{3}") == 184
+    assert breakdown.computed_number("x^{2} + 7", "2 x") == 0  # the exponent is copied down
+    assert breakdown.computed_number("2 x^{3}", "6 x^{2}") == 6  # 2 is shown, 6 is computed
+    assert breakdown.computed_number("e^{13 x}", "13 e^{13 x}") == 0  # copied, not computed
+    assert breakdown.computed_number("\\sin{(x)}", "\\cos{(x)}") == 0
 
 
 def test_files_of_different_rows_are_refused(breakdown, tmp_path, capsys):

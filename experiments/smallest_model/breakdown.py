@@ -5,7 +5,10 @@
 
 Reads evaluate.py's responses.parquet files (the same test rows, scored; nothing is generated
 here) and prints a markdown table: overall, each function type, then the random expression trees
-(`composite-complex`) by the length of their gold derivative in characters. With two or more files
+(`composite-complex`) by the length of their gold derivative in characters, and all rows by the
+largest number the gold derivative has to compute (an integer of the answer that the function does
+not show: 184 in 184 x^{3} for 46 x^{4} + 29), which separates arithmetic misses from structural
+ones. With two or more files
 it also prints, for each later file against the first, the rows only one of the two solves and the
 two-sided sign-test p-value over them (exact binomial), so "+3 points" comes with its evidence.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,14 @@ import pyarrow.parquet as pq
 from tsm.stats import paired_sign_test, sign_test  # noqa: F401 - sign_test: part of the script's namespace (tests)
 
 RANDOM_TREES = "composite-complex"
+NUMBER_EDGES = (10, 100, 1000)  # groups of the largest computed number: none, 1-9, 10-99, ...
+_INTEGER = re.compile(r"\d+")
+
+
+def computed_number(function: str, answer: str) -> int:
+    """The largest integer of `answer` that `function` does not show (0 when there is none)."""
+    shown = set(_INTEGER.findall(function))
+    return max((int(n) for n in _INTEGER.findall(answer) if n not in shown), default=0)
 
 
 def load(path: str) -> list[dict[str, Any]]:
@@ -31,17 +43,20 @@ def load(path: str) -> list[dict[str, Any]]:
     rows = []
     for row in pq.read_table(path, columns=["extra_info", "scores"]).to_pylist():
         info = row["extra_info"]
+        answer = info.get("answer", info.get("derivative", ""))  # "derivative" before data format 3
         rows.append({
             "key": (info.get("index"), info["function"]),
             "type": info.get("function_type") or "?",
-            "gold_len": len(info.get("answer", info.get("derivative", ""))),  # "derivative" before data format 3
+            "gold_len": len(answer),
+            "number": computed_number(info["function"], answer),
             "right": bool(row["scores"]) and float(row["scores"][0]) >= 1.0,
         })
     return rows
 
 
 def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
-    """Row groups in print order: all, each type (sorted), random trees by gold length bucket."""
+    """Row groups in print order: all, each type (sorted), random trees by gold length bucket, all
+    rows by the largest computed number."""
     out: dict[str, list[dict[str, Any]]] = {"all": list(rows)}
     for kind in sorted({r["type"] for r in rows}):
         out[kind] = [r for r in rows if r["type"] == kind]
@@ -50,6 +65,13 @@ def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, 
     for lo, hi in itertools.pairwise(edges):
         label = f"{RANDOM_TREES}, gold {lo + 1}–{hi} chars" if hi != math.inf else f"{RANDOM_TREES}, gold > {lo} chars"
         members = [r for r in trees if lo < r["gold_len"] <= hi]
+        if members:
+            out[label] = members
+    numbers = [0, 1, *NUMBER_EDGES, math.inf]
+    for lo, hi in itertools.pairwise(numbers):
+        label = ("gold computes no number" if hi == 1 else f"largest computed number {lo}–{hi - 1}"
+                 if hi != math.inf else f"largest computed number ≥ {lo}")
+        members = [r for r in rows if lo <= r["number"] < hi]
         if members:
             out[label] = members
     return out
