@@ -64,6 +64,23 @@ def test_table_and_paired_comparison(breakdown, tmp_path, capsys):
     assert "b vs a: only b solves 3, only a solves 1 (sign test p = 0.625); random trees 2 vs 1 (p = 1)" in out
 
 
+def test_a_verdicts_csv_column_takes_its_rows_from_a_parquet(breakdown, tmp_path, capsys):
+    b = write(tmp_path / "b" / "responses.parquet", [("polynomial", "2 x", 1.0), ("polynomial", "3", 0.0)])
+    csv_path = tmp_path / "v.csv"
+    csv_path.write_text("index,start,a\n0,0,1\n1,1,1\n")
+    breakdown.main([f"{csv_path}:a", b])
+    out = capsys.readouterr().out
+    assert "| polynomial | 2 | 100.0% | 50.0% |" in out  # the column is named after itself
+    assert "b vs a: only b solves 0, only a solves 1" in out
+    with pytest.raises(SystemExit, match="no model column 'c'"):
+        breakdown.main([f"{csv_path}:c", b])
+    csv_path.write_text("index,a\n0,1\n")
+    with pytest.raises(ValueError, match="different rows"):
+        breakdown.main([f"{csv_path}:a", b])
+    with pytest.raises(SystemExit):  # no parquet to take the rows from
+        breakdown.main([f"{csv_path}:a"])
+
+
 def test_computed_number_is_the_largest_integer_the_function_does_not_show(breakdown):
     assert breakdown.computed_number("46 x^{4} + 29", "184 x^{3}") == 184
     assert breakdown.computed_number("x^{2} + 7", "2 x") == 0  # the exponent is copied down

@@ -3,8 +3,10 @@ models scored on the same rows."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -44,3 +46,12 @@ def describe(correct: int, n: int) -> str:
     """``95.12% [94.5, 95.7] (4756/5000)``: the form every accuracy is printed in."""
     lo, hi = wilson_interval(correct, n)
     return f"{100 * correct / max(n, 1):.2f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({correct}/{n})"
+
+
+def read_verdicts(path: str | Path) -> dict[str, dict[str, bool]]:
+    """Every model column of a committed per-row verdicts CSV (header ``index,<model>,...``, one row
+    per test row, 1 = solved), in file order, each keyed by the row index (a string)."""
+    with open(path, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    columns = [c for c in (table[0] if table else {}) if c != "index"]
+    return {c: {r["index"]: r[c] == "1" for r in table} for c in columns}

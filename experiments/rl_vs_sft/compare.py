@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tsm.stats import paired_sign_test, wilson_interval
+from tsm.stats import paired_sign_test, read_verdicts, wilson_interval
 
 
 def verdicts(path: str) -> dict[tuple, bool]:
@@ -39,12 +39,7 @@ def verdicts(path: str) -> dict[tuple, bool]:
 
 def csv_verdicts(path: str) -> dict[str, dict[tuple, bool]]:
     """Every model column of a verdicts CSV this script wrote, in file order (keyed by row index)."""
-    import csv
-
-    with open(path) as fh:
-        table = list(csv.DictReader(fh))
-    columns = [c for c in (table[0] if table else {}) if c != "index"]
-    return {c: {(r["index"],): r[c] == "1" for r in table} for c in columns}
+    return {c: {(i,): v for i, v in rows.items()} for c, rows in read_verdicts(path).items()}
 
 
 def load(spec: str) -> dict[tuple, bool]:

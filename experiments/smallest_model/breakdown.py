@@ -1,10 +1,11 @@
 """Where the right answers are: Accuracy@1 per function type and per gold length, side by side.
 
     python experiments/smallest_model/breakdown.py A/responses.parquet [B/responses.parquet ...] \
-        [--names A B ...] [--buckets 20 40 60 80]
+        [FILE.csv:COLUMN ...] [--names A B ...] [--buckets 20 40 60 80]
 
 Reads evaluate.py's responses.parquet files (the same test rows, scored; nothing is generated
-here) and prints a markdown table: overall, each function type, then the random expression trees
+here), or a model's column of a committed per-row verdicts CSV (`FILE.csv:COLUMN`, rows matched by
+index; the functions and golds come from the first parquet given) and prints a markdown table: overall, each function type, then the random expression trees
 (`composite-complex`) by the length of their gold derivative in characters, and all rows by the
 largest number the gold derivative has to compute (an integer of the answer that the function does
 not show: 184 in 184 x^{3} for 46 x^{4} + 29), which separates arithmetic misses from structural
@@ -25,7 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from tsm.stats import paired_sign_test, sign_test  # noqa: F401 - sign_test: part of the script's namespace (tests)
+from tsm.stats import paired_sign_test, read_verdicts, sign_test  # noqa: F401 - sign_test: part of the script's namespace (tests)
 
 RANDOM_TREES = "composite-complex"
 NUMBER_EDGES = (10, 100, 1000)  # groups of the largest computed number: none, 1-9, 10-99, ...
@@ -52,6 +53,23 @@ def load(path: str) -> list[dict[str, Any]]:
             "right": bool(row["scores"]) and float(row["scores"][0]) >= 1.0,
         })
     return rows
+
+
+def load_column(spec: str, like: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``FILE.csv:COLUMN`` of a verdicts CSV as rows: `like`'s rows (the same test rows, matched by
+    index) with that model's verdicts."""
+    path, _, column = spec.rpartition(":")
+    columns = read_verdicts(path)
+    if column not in columns:
+        raise SystemExit(f"{path} has no model column {column!r} (it has {', '.join(columns)})")
+    right = columns[column]
+    if set(right) != {str(r["key"][0]) for r in like}:
+        raise ValueError(f"{spec} and the parquets hold different rows")
+    return [{**r, "right": right[str(r["key"][0])]} for r in like]
+
+
+def is_column(spec: str) -> bool:
+    return spec.rpartition(":")[0].endswith(".csv")
 
 
 def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
@@ -100,15 +118,21 @@ def table(runs: dict[str, list[dict[str, Any]]], buckets: Sequence[int]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("responses", nargs="+", help="responses.parquet files written by evaluate.py")
+    parser.add_argument("responses", nargs="+",
+                        help="responses.parquet files written by evaluate.py, or FILE.csv:COLUMN of a verdicts CSV")
     parser.add_argument("--names", nargs="+", help="column names (default: the files' folder names)")
     parser.add_argument("--buckets", nargs="+", type=int, default=[20, 40, 60, 80],
                         help="gold-length bucket edges in characters for the random trees")
     args = parser.parse_args(argv)
-    names = args.names or [Path(p).parent.name or p for p in args.responses]
+    names = args.names or [p.rpartition(":")[2] if is_column(p) else Path(p).parent.name or p
+                            for p in args.responses]
     if len(names) != len(args.responses) or len(set(names)) != len(names):
         parser.error("--names needs one distinct name per file")
-    runs = {name: load(path) for name, path in zip(names, args.responses)}
+    parquets = {p: load(p) for p in args.responses if not is_column(p)}
+    if not parquets:
+        parser.error("give at least one responses.parquet: a verdicts column takes its rows from it")
+    like = next(iter(parquets.values()))
+    runs = {name: parquets[p] if p in parquets else load_column(p, like) for name, p in zip(names, args.responses)}
     first = names[0]
     comparisons = []  # computed before printing: files of different rows fail before any output
     for name in names[1:]:
