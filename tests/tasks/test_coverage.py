@@ -263,3 +263,49 @@ def test_variant_share_changes_draws_as_the_robustness_suite_does():
         assert a == b
     with pytest.raises(ValueError, match="variant_share"):
         DifferentiationTask(variant_share=1.5)
+
+
+def test_variant_kinds_weight_the_training_variants_and_default_to_the_uniform_draw():
+    # no weights: exactly the uniform rng.choice the stage-2/3 course recipes drew with
+    assert sampling.variant_kind_weights({}) is None and sampling.variant_kind_weights(None) is None
+    for i in range(50):
+        assert sampling.variant_kind(random.Random(i)) == random.Random(i).choice(sampling.VARIANT_KINDS)
+    plain = DifferentiationTask(variant_share=1.0, max_length=300)
+    same = DifferentiationTask(variant_share=1.0, variant_kinds={}, max_length=300)
+
+    def draws(task, n):
+        out = []
+        for i in range(n):
+            try:
+                out.append(task.sample(random.Random(i)))
+            except Rejected:
+                out.append(None)
+        return out
+    assert [p and p.function for p in draws(plain, 40)] == [p and p.function for p in draws(same, 40)]
+    # sum weighted 6 (6 / (6 + 3) = 0.67 of draws), scale removed
+    w = sampling.variant_kind_weights({"sum": 6, "scale": 0})
+    kinds = [sampling.variant_kind(random.Random(i), w) for i in range(2000)]
+    assert kinds.count("scale") == 0
+    assert 0.62 < kinds.count("sum") / len(kinds) < 0.71
+    assert all(kinds.count(k) > 0 for k in sampling.VARIANT_KINDS if k != "scale")
+    # through the task: every accepted variant is of a kind the weights allow, and sums dominate
+    only = DifferentiationTask(variant_share=1.0, variant_kinds={"sum": 1, "scale": 0, "plus_constant": 0,
+                                                                 "inner_scale": 0, "bigger_coefficient": 0},
+                               max_length=300)
+    got = [p for p in draws(only, 60) if p is not None]
+    assert got and all(p.function_type == sampling.VARIANT_TYPE for p in got)
+    # the changes the task makes are of the allowed kind only
+    for i in range(30):
+        rng = random.Random(i)
+        drawn = only._draw(rng)
+        try:
+            assert only._vary(drawn, rng).template == "sum"
+        except Rejected:
+            pass
+    for bad, msg in (({"sums": 2}, "unknown kind"), ({"sum": -1}, ">= 0"), ({"sum": True}, ">= 0"),
+                     (dict.fromkeys(sampling.VARIANT_KINDS, 0), "sum to 0")):
+        with pytest.raises(ValueError, match=msg) as err:
+            DifferentiationTask(variant_kinds=bad)
+        assert str(err.value).count("variant_kinds") == 1
+    with pytest.raises(ValueError, match="variant_kinds must map variant kinds to weights"):
+        DifferentiationTask(variant_kinds=[1, 2])

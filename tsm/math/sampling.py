@@ -366,25 +366,31 @@ COURSE_KINDS = tuple(dict.fromkeys(kind for kind, _ in COURSE_TEMPLATES))
 _COURSE_BY_KIND = {k: [i for i, (kind, _) in enumerate(COURSE_TEMPLATES) if kind == k] for k in COURSE_KINDS}
 
 
-def course_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
-    """``{kind: relative weight}`` over :data:`COURSE_KINDS` (a kind left out weighs 1.0) as the
-    tuple :func:`course_function` takes; ``None`` or an empty mapping is uniform (``None``, the
-    draw of the shipped course stream and course test). Unknown kinds, negative or non-numeric
-    weights, and an all-zero mix are a ``ValueError``."""
+def kind_weights(key: str, weights: dict | None, kinds: tuple[str, ...]) -> tuple[float, ...] | None:
+    """``{kind: relative weight}`` over ``kinds`` (a kind left out weighs 1.0) as a tuple in the
+    order of ``kinds``; ``None`` or an empty mapping is ``None`` (the uniform draw, unchanged).
+    Unknown kinds, negative or non-numeric weights, and an all-zero mix are a ``ValueError`` that
+    names ``key`` once."""
     if not weights:
         return None
-    unknown = sorted(set(weights) - set(COURSE_KINDS))
+    unknown = sorted(set(weights) - set(kinds))
     if unknown:
-        raise ValueError(f"course_kinds: unknown kind(s) {unknown}; the kinds are {list(COURSE_KINDS)}")
+        raise ValueError(f"{key}: unknown kind(s) {unknown}; the kinds are {list(kinds)}")
     out = []
-    for kind in COURSE_KINDS:
+    for kind in kinds:
         w = weights.get(kind, 1.0)
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise ValueError(f"course_kinds: {kind} must weigh a number >= 0, got {w!r}")
+            raise ValueError(f"{key}: {kind} must weigh a number >= 0, got {w!r}")
         out.append(float(w))
     if sum(out) <= 0:
-        raise ValueError("course_kinds: the weights sum to 0")
+        raise ValueError(f"{key}: the weights sum to 0")
     return tuple(out)
+
+
+def course_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
+    """``{kind: relative weight}`` over :data:`COURSE_KINDS` as the tuple :func:`course_function`
+    takes (see :func:`kind_weights`; ``None``: the draw of the shipped course stream and course test)."""
+    return kind_weights("course_kinds", weights, COURSE_KINDS)
 
 
 def course_function(rng: random.Random, kind_weights: tuple[float, ...] | None = None) -> SampledFunction:
@@ -516,6 +522,19 @@ def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coeffici
 # ---- variants of a function (issue 22): the robustness suite's changes, and a training knob ----
 VARIANT_KINDS = ("scale", "plus_constant", "inner_scale", "bigger_coefficient", "sum")
 VARIANT_TYPE = "variant"
+
+
+def variant_kind(rng: random.Random, weights: tuple[float, ...] | None = None) -> str:
+    """The kind of a training variant: uniform over :data:`VARIANT_KINDS` (one ``rng.choice``, the
+    draw of the stage-2/3 course recipes), or by ``weights`` from :func:`variant_kind_weights`."""
+    if weights is None:
+        return rng.choice(VARIANT_KINDS)
+    return rng.choices(VARIANT_KINDS, weights=weights)[0]
+
+
+def variant_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
+    """``{variant kind: relative weight}`` over :data:`VARIANT_KINDS` (see :func:`kind_weights`)."""
+    return kind_weights("variant_kinds", weights, VARIANT_KINDS)
 
 
 def vary(kind: str, f: sympy.Expr, rng: random.Random, g: sympy.Expr | None = None

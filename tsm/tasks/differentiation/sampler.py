@@ -30,7 +30,7 @@ function type ``course``; ``course_kinds`` weights their kinds, uniform by defau
 writes inverse trig in prompts as ``\\arcsin``, ``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per
 prompt), and ``variant_share`` changes that share of draws as the robustness suite does
 (:func:`tsm.math.sampling.vary`: c·f, f + c, f(kx), a coefficient ×10, f + g; function type
-``variant``), so a model sees the changes it is tested on, on training functions.
+``variant``; ``variant_kinds`` weights the five kinds, uniform by default), so a model sees the changes it is tested on, on training functions.
 
 Prompts: Diff-TSM's system prompt and one of :data:`USER_PROMPTS` around a surface variation of f
 (:func:`tsm.math.render.surface_form`, Diff-TSM's variations or, with ``surface="clean"``, only
@@ -220,7 +220,7 @@ class DifferentiationTask:
                  simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False,
                  tree_weights: dict | None = None, course_share: float = 0.0,
                  inverse_notation: bool = False, exclude_ood: bool = False, variant_share: float = 0.0,
-                 course_kinds: dict | None = None):
+                 course_kinds: dict | None = None, variant_kinds: dict | None = None):
         for name, p in (("course_share", course_share), ("variant_share", variant_share)):
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
@@ -236,6 +236,11 @@ class DifferentiationTask:
         except (TypeError, ValueError):
             raise ValueError(f"course_kinds must map course kinds to weights, got {course_kinds!r}") from None
         self.course_kinds = sampling.course_kind_weights(kinds)
+        try:
+            vkinds = dict(variant_kinds or {})
+        except (TypeError, ValueError):
+            raise ValueError(f"variant_kinds must map variant kinds to weights, got {variant_kinds!r}") from None
+        self.variant_kinds = sampling.variant_kind_weights(vkinds)
         self.variant_share = float(variant_share)
         self.inverse_styles = render.INVERSE_STYLES if inverse_notation else ()
         self.ood_keys = _ood_keys() if exclude_ood else frozenset()
@@ -260,8 +265,9 @@ class DifferentiationTask:
 
     def _vary(self, drawn: sampling.SampledFunction, rng: random.Random) -> sampling.SampledFunction:
         """``variant_share``: the drawn f changed as the robustness suite changes a solved function
-        (c·f, f + c, f(kx), a coefficient ×10, or f + g with g a second draw)."""
-        kind = rng.choice(sampling.VARIANT_KINDS)
+        (c·f, f + c, f(kx), a coefficient ×10, or f + g with g a second draw; the kind uniform, or
+        weighted by ``variant_kinds``)."""
+        kind = sampling.variant_kind(rng, self.variant_kinds)
         g = self._draw(rng).expr if kind == "sum" else None
         made = sampling.vary(kind, drawn.expr, rng, g)
         if made is None or made[0] == drawn.expr:
