@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from tsm.stats import describe, sign_test, wilson_interval
+from tsm.stats import (
+    describe,
+    is_verdict_column,
+    read_verdict_column,
+    read_verdicts,
+    sign_test,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_known_values():
@@ -43,3 +50,14 @@ def test_paired_sign_test_counts_the_discordant_rows_and_refuses_other_rows():
     assert paired_sign_test(a, b) == (2, 1, sign_test(2, 1))
     with pytest.raises(ValueError, match="different rows"):
         paired_sign_test(a, {**b, 6: True})
+
+
+def test_verdict_columns_are_read_by_name_and_a_missing_one_is_one_line(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_text("index,old,new\n0,1,0\n1,0,1\n2,1,1\n")
+    assert read_verdicts(path) == {"old": {"0": True, "1": False, "2": True},
+                                   "new": {"0": False, "1": True, "2": True}}
+    assert read_verdict_column(f"{path}:new") == {"0": False, "1": True, "2": True}
+    assert is_verdict_column(f"{path}:new") and not is_verdict_column("run/responses.parquet")
+    with pytest.raises(SystemExit, match="has no model column 'mid' \\(it has old, new\\)"):
+        read_verdict_column(f"{path}:mid")

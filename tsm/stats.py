@@ -55,3 +55,18 @@ def read_verdicts(path: str | Path) -> dict[str, dict[str, bool]]:
         table = list(csv.DictReader(fh))
     columns = [c for c in (table[0] if table else {}) if c != "index"]
     return {c: {r["index"]: r[c] == "1" for r in table} for c in columns}
+
+
+def is_verdict_column(spec: str) -> bool:
+    """Whether a command-line model names ``FILE.csv:COLUMN`` of a verdicts CSV (not a parquet)."""
+    return spec.rpartition(":")[0].endswith(".csv")
+
+
+def read_verdict_column(spec: str) -> dict[str, bool]:
+    """One model's verdicts from ``FILE.csv:COLUMN`` (keyed by row index); a column the file lacks
+    is a ``SystemExit`` naming the columns it has (the experiment scripts' one-line error)."""
+    path, _, column = spec.rpartition(":")
+    columns = read_verdicts(path)
+    if column not in columns:
+        raise SystemExit(f"{path} has no model column {column!r} (it has {', '.join(columns) or 'none'})")
+    return columns[column]

@@ -25,7 +25,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tsm.stats import paired_sign_test, read_verdicts, wilson_interval
+from tsm.stats import (
+    is_verdict_column,
+    paired_sign_test,
+    read_verdict_column,
+    read_verdicts,
+    wilson_interval,
+)
 
 
 def verdicts(path: str) -> dict[tuple, bool]:
@@ -44,13 +50,9 @@ def csv_verdicts(path: str) -> dict[str, dict[tuple, bool]]:
 
 def load(spec: str) -> dict[tuple, bool]:
     """A responses parquet, or ``FILE.csv:COLUMN`` of a verdicts CSV (keyed by row index only)."""
-    path, _, column = spec.rpartition(":")
-    if not path.endswith(".csv"):
+    if not is_verdict_column(spec):
         return verdicts(spec)
-    columns = csv_verdicts(path)
-    if column not in columns:
-        raise SystemExit(f"{path} has no model column {column!r}")
-    return columns[column]
+    return {(i,): v for i, v in read_verdict_column(spec).items()}
 
 
 def by_index(models: list[dict[tuple, bool]]) -> list[dict[tuple, bool]]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from tsm.stats import paired_sign_test, read_verdicts, sign_test  # noqa: F401 - sign_test: part of the script's namespace (tests)
+from tsm.stats import is_verdict_column, paired_sign_test, read_verdict_column, sign_test  # noqa: F401 - sign_test: part of the script's namespace (tests)
 
 RANDOM_TREES = "composite-complex"
 NUMBER_EDGES = (10, 100, 1000)  # groups of the largest computed number: none, 1-9, 10-99, ...
@@ -58,18 +58,10 @@ def load(path: str) -> list[dict[str, Any]]:
 def load_column(spec: str, like: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``FILE.csv:COLUMN`` of a verdicts CSV as rows: `like`'s rows (the same test rows, matched by
     index) with that model's verdicts."""
-    path, _, column = spec.rpartition(":")
-    columns = read_verdicts(path)
-    if column not in columns:
-        raise SystemExit(f"{path} has no model column {column!r} (it has {', '.join(columns)})")
-    right = columns[column]
+    right = read_verdict_column(spec)
     if set(right) != {str(r["key"][0]) for r in like}:
         raise ValueError(f"{spec} and the parquets hold different rows")
     return [{**r, "right": right[str(r["key"][0])]} for r in like]
-
-
-def is_column(spec: str) -> bool:
-    return spec.rpartition(":")[0].endswith(".csv")
 
 
 def groups(rows: Sequence[dict[str, Any]], buckets: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
@@ -124,11 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--buckets", nargs="+", type=int, default=[20, 40, 60, 80],
                         help="gold-length bucket edges in characters for the random trees")
     args = parser.parse_args(argv)
-    names = args.names or [p.rpartition(":")[2] if is_column(p) else Path(p).parent.name or p
+    names = args.names or [p.rpartition(":")[2] if is_verdict_column(p) else Path(p).parent.name or p
                             for p in args.responses]
     if len(names) != len(args.responses) or len(set(names)) != len(names):
         parser.error("--names needs one distinct name per file")
-    parquets = {p: load(p) for p in args.responses if not is_column(p)}
+    parquets = {p: load(p) for p in args.responses if not is_verdict_column(p)}
     if not parquets:
         parser.error("give at least one responses.parquet: a verdicts column takes its rows from it")
     like = next(iter(parquets.values()))

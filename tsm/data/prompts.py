@@ -216,12 +216,9 @@ class FreshPromptDataModule(PromptDataModule):
 
     def __init__(self, dataset: Any, stream: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(dataset, **kwargs)
-        from tsm.data.build import DatasetSpec
-        from tsm.data.stream import StreamConfig
+        from tsm.data.stream import stream_config
 
-        self.stream_cfg = StreamConfig(**dict(stream or {}))
-        if isinstance(self.dataset, DatasetSpec):
-            self.stream_cfg.training_spec(self.dataset)   # a bad stream.task_options knob: one line, now
+        self.stream_cfg = stream_config(stream, self.dataset)
         self._excluded: frozenset[str] | None = None
 
     def excluded(self) -> frozenset[str]:

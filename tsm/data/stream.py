@@ -126,6 +126,16 @@ class Candidate:
     function_sympy: str  # the function (plain sympy form), what the exclusion rule compares
 
 
+def stream_config(stream: Mapping[str, Any] | StreamConfig | None, dataset: Any) -> StreamConfig:
+    """A data module's ``stream`` (a Hydra mapping or a :class:`StreamConfig`), with its
+    ``task_options`` checked against the dataset's sampler now: a bad knob is one line before any
+    generation (both the SFT stream and the RL prompt stream build theirs here)."""
+    cfg = stream if isinstance(stream, StreamConfig) else StreamConfig(**dict(stream or {}))
+    if isinstance(dataset, DatasetSpec):
+        cfg.training_spec(dataset)
+    return cfg
+
+
 def _as_exclude_entry(entry: Any) -> Any:
     if isinstance(entry, DatasetSpec):
         return dataclasses.asdict(entry)
@@ -275,9 +285,7 @@ class StreamingSFTDataModule(SFTDataModule):
             raise ValueError("the fresh-function stream trains answer targets only (sft_target=answer)")
         if self.curriculum.active:
             raise ValueError("curriculum and the fresh-function stream do not combine; use stream.schedule")
-        self.stream_cfg = stream if isinstance(stream, StreamConfig) else StreamConfig(**dict(stream or {}))
-        if isinstance(self.dataset, DatasetSpec):
-            self.stream_cfg.training_spec(self.dataset)   # a bad stream.task_options knob: one line, now
+        self.stream_cfg = stream_config(stream, self.dataset)
         self.seen: set[int] = set()
         self.used: dict[int, list[int]] = {}
         self._excluded: frozenset[str] | None = None
