@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tsm.data.build import DatasetSpec, build_dataset
-from tsm.data.stream import FreshStream, StreamConfig, StreamingSFTDataModule
+from tsm.data.stream import FreshStream, StreamConfig, StreamingSFTDataModule, usable_candidates
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +145,44 @@ def test_schedule_changes_the_mix(tmp_path, tokenizer):
 
 
 def test_module_refuses_other_targets(tmp_path, tokenizer):
-    with pytest.raises(ValueError, match="answer"):
-        StreamingSFTDataModule(small_spec(tmp_path), sft_target="steps")
+    with pytest.raises(ValueError, match="answer or steps, not 'responses'"):
+        StreamingSFTDataModule(small_spec(tmp_path), sft_target="responses", responses_path=str(tmp_path / "r.parquet"))
+    with pytest.raises(ValueError, match="task 'integration' has no step-by-step targets"):
+        StreamingSFTDataModule(small_spec(tmp_path, task="integration"), sft_target="steps")
     batch = next(iter(module(small_spec(tmp_path), tokenizer).train_dataloader()))
     assert isinstance(batch, list) and isinstance(batch[0]["input_ids"], torch.Tensor)
+
+
+def test_steps_targets_stream_the_same_functions_with_their_derivations(tmp_path, tokenizer):
+    """``sft_target=steps``: the same fresh functions as the answer stream, each trained on the
+    task's derivation of it (the text ``sft_target=steps`` gives a dataset row), ending in the boxed
+    gold answer; the answer stream's target is exactly that last line."""
+    from tsm.data.sft import IGNORE_INDEX, answer_only
+    from tsm.tasks.differentiation import steps_target
+
+    spec = small_spec(tmp_path)
+    answers = take(make_stream(module(spec, tokenizer)), 2)
+    dm = StreamingSFTDataModule(spec, sft_target="steps", stream={"seed": 7, "workers": 0}, batch_size=8,
+                                micro_batch_size=4, n_val=8, n_val_generate=4, max_length=320)
+    dm.set_tokenizer(tokenizer)
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(global_step=0, global_rank=0, world_size=1)
+    steps = take(make_stream(dm), 2)
+    assert digests(steps) == digests(answers)
+
+    def target(c) -> str:
+        ids = [i for i, lab in zip(c.example.input_ids, c.example.labels) if lab != IGNORE_INDEX]
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    gen = dm.generator()
+    for a, s in zip([c for b in answers for c in b], [c for b in steps for c in b]):
+        answer_text, steps_text = target(a).strip(), target(s).strip()
+        assert steps_text.endswith(answer_text) and steps_text.startswith("f(x) = ")
+        assert len(steps_text) > len(answer_text)
+    # the text is the dataset path's steps_target of the same row
+    _, value, _ = next(iter(usable_candidates(gen.task_args(0), 0, gen.excluded, set(), 0, "step 0")))
+    row = {"data_source": "tsm/differentiation", "extra_info": value}
+    assert gen.target_text(value) == steps_target(row)
+    assert gen.target_text(value).endswith(answer_only(value["answer"]))
 
 
 def test_stream_task_options_change_training_draws_only(tmp_path, tokenizer):

@@ -50,6 +50,9 @@ from tsm.data.sft import SFTExample, encode_example
 SPACE = 1 << 24  # candidate indices reserved per step
 
 
+STREAM_TARGETS = ("answer", "steps")
+
+
 def key_digest(key: str) -> int:
     """A 63-bit integer digest of a function's canonical key (what the cross-step dedup stores)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1
@@ -178,9 +181,22 @@ class StepGenerator:
     """The pure part: step ``s`` -> its candidates, in candidate-index order."""
 
     def __init__(self, spec: DatasetSpec, cfg: StreamConfig, tokenizer, max_length: int,
-                 excluded: frozenset[str], keep: int):
+                 excluded: frozenset[str], keep: int, target: str = "answer"):
         self.spec, self.cfg, self.tokenizer = spec, cfg, tokenizer
         self.max_length, self.excluded, self.keep = max_length, excluded, keep
+        self.target = target
+
+    def target_text(self, value: dict[str, Any]) -> str:
+        """The assistant text of a candidate: the boxed answer, or (``steps``) the task's short
+        derivation ending in it, built from the candidate's fields as from a dataset row."""
+        from tsm.data.sft import answer_only
+
+        if self.target == "answer":
+            return answer_only(value["answer"])
+        from tsm.tasks import get_task
+
+        row = {"data_source": f"tsm/{value['task']}", "extra_info": value}
+        return get_task(value["task"]).steps(row)
 
     def task_args(self, step: int) -> tuple:
         return stream_task_args(self.spec, self.cfg, step)
@@ -189,15 +205,13 @@ class StepGenerator:
                    n: int | None = None) -> tuple[list[Candidate], int]:
         """Up to ``n`` (default ``keep``) usable candidates of ``step`` from index ``start`` on,
         none in ``skip`` nor repeated; returns them and the next unread index."""
-        from tsm.data.sft import answer_only
-
         want = self.keep if n is None else n
         out: list[Candidate] = []
         seen = set(skip)
         j = start
         for j, value, digest in usable_candidates(self.task_args(step), step * SPACE, self.excluded, seen, start,
                                                   f"step {step}"):
-            example = encode_example(self.tokenizer, value["messages"], answer_only(value["answer"]))
+            example = encode_example(self.tokenizer, value["messages"], self.target_text(value))
             if len(example.input_ids) > self.max_length:
                 continue
             seen.add(digest)
@@ -276,13 +290,20 @@ class StreamingSFTDataModule(SFTDataModule):
 
     ``dataset`` (``data``) gives the generation knobs (max_length, max_depth, variations, ...), the
     validation rows (its test split) and, with ``stream.exclude``, the test sets kept out.
-    Only ``sft_target=answer`` is streamed.
+    ``sft_target`` ``answer`` or ``steps`` (the task's derivations, built per fresh function).
     """
 
     def __init__(self, dataset: Any, stream: Mapping[str, Any] | StreamConfig | None = None, **kwargs: Any):
         super().__init__(dataset, **kwargs)
-        if self.sft_target != "answer":
-            raise ValueError("the fresh-function stream trains answer targets only (sft_target=answer)")
+        if self.sft_target not in STREAM_TARGETS:
+            raise ValueError(f"the fresh-function stream trains sft_target {' or '.join(STREAM_TARGETS)}, "
+                             f"not {self.sft_target!r} (a stream has no sampled responses)")
+        if self.sft_target == "steps" and isinstance(self.dataset, DatasetSpec):
+            from tsm.tasks import get_task
+
+            if get_task(self.dataset.task).steps is None:
+                raise ValueError(f"sft_target=steps: task {self.dataset.task!r} has no step-by-step targets "
+                                 "(use sft_target=answer)")
         if self.curriculum.active:
             raise ValueError("curriculum and the fresh-function stream do not combine; use stream.schedule")
         self.stream_cfg = stream_config(stream, self.dataset)
@@ -303,7 +324,8 @@ class StreamingSFTDataModule(SFTDataModule):
 
     def generator(self) -> StepGenerator:
         keep = math.ceil(self.batch_size * float(self.stream_cfg.oversample))
-        return StepGenerator(self.dataset, self.stream_cfg, self.tokenizer, self.max_length, self.excluded(), keep)
+        return StepGenerator(self.dataset, self.stream_cfg, self.tokenizer, self.max_length, self.excluded(), keep,
+                             self.sft_target)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
