@@ -120,3 +120,15 @@ def test_rl_vs_sft_compare_table_and_verdicts_roundtrip(tmp_path, capsys):
     assert lines[0] == "index,start,new" and lines[1] == "0,1,1" and lines[-1] == "9,1,0" and len(lines) == 11
     with pytest.raises(SystemExit, match="no model column 'nope'"):
         compare.main([f"{csv_path}:nope", f"new={better}"])
+
+
+def test_steps_stream_speed_prints_both_targets_and_the_ratio(capsys):
+    speed = load_script(SCRIPT.parent / "steps_stream_speed.py")
+    speed.main(["--steps", "1", "--keep", "4"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith(("| answer", "| steps"))}
+    assert set(rows) == {"answer (peer)", "steps"}
+    answer_tokens = float(rows["answer (peer)"].split("|")[3])
+    steps_tokens = float(rows["steps"].split("|")[3])
+    assert steps_tokens > answer_tokens > 0   # derivations are longer than the boxed answer alone
+    assert "steps / answer:" in out and "the same functions" in out
