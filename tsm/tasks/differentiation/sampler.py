@@ -30,7 +30,8 @@ function type ``course``; ``course_kinds`` weights their kinds, uniform by defau
 writes inverse trig in prompts as ``\\arcsin``, ``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per
 prompt), and ``variant_share`` changes that share of draws as the robustness suite does
 (:func:`tsm.math.sampling.vary`: c·f, f + c, f(kx), a coefficient ×10, f + g; function type
-``variant``; ``variant_kinds`` weights the five kinds, uniform by default), so a model sees the changes it is tested on, on training functions.
+``variant``; ``variant_kinds`` weights the five kinds, uniform by default), so a model sees the
+changes it is tested on, on training functions.
 
 Prompts: Diff-TSM's system prompt and one of :data:`USER_PROMPTS` around a surface variation of f
 (:func:`tsm.math.render.surface_form`, Diff-TSM's variations or, with ``surface="clean"``, only
