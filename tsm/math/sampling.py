@@ -366,7 +366,7 @@ COURSE_KINDS = tuple(dict.fromkeys(kind for kind, _ in COURSE_TEMPLATES))
 _COURSE_BY_KIND = {k: [i for i, (kind, _) in enumerate(COURSE_TEMPLATES) if kind == k] for k in COURSE_KINDS}
 
 
-def kind_weights(key: str, weights: dict | None, kinds: tuple[str, ...]) -> tuple[float, ...] | None:
+def weights_over_kinds(key: str, weights: dict | None, kinds: tuple[str, ...]) -> tuple[float, ...] | None:
     """``{kind: relative weight}`` over ``kinds`` (a kind left out weighs 1.0) as a tuple in the
     order of ``kinds``; ``None`` or an empty mapping is ``None`` (the uniform draw, unchanged).
     Unknown kinds, negative or non-numeric weights, and an all-zero mix are a ``ValueError`` that
@@ -389,8 +389,8 @@ def kind_weights(key: str, weights: dict | None, kinds: tuple[str, ...]) -> tupl
 
 def course_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
     """``{kind: relative weight}`` over :data:`COURSE_KINDS` as the tuple :func:`course_function`
-    takes (see :func:`kind_weights`; ``None``: the draw of the shipped course stream and course test)."""
-    return kind_weights("course_kinds", weights, COURSE_KINDS)
+    takes (see :func:`weights_over_kinds`; ``None``: the draw of the shipped course stream and course test)."""
+    return weights_over_kinds("course_kinds", weights, COURSE_KINDS)
 
 
 def course_function(rng: random.Random, kind_weights: tuple[float, ...] | None = None) -> SampledFunction:
@@ -533,8 +533,8 @@ def variant_kind(rng: random.Random, weights: tuple[float, ...] | None = None) -
 
 
 def variant_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
-    """``{variant kind: relative weight}`` over :data:`VARIANT_KINDS` (see :func:`kind_weights`)."""
-    return kind_weights("variant_kinds", weights, VARIANT_KINDS)
+    """``{variant kind: relative weight}`` over :data:`VARIANT_KINDS` (see :func:`weights_over_kinds`)."""
+    return weights_over_kinds("variant_kinds", weights, VARIANT_KINDS)
 
 
 def vary(kind: str, f: sympy.Expr, rng: random.Random, g: sympy.Expr | None = None
