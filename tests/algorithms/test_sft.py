@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tsm.algorithms.schedules import warmup_cosine
-from tsm.algorithms.sft import SFTModule, token_loss_sum
+from tsm.algorithms.sft import SFTModule, select_hardest, sequence_nll, token_loss_sum
 from tsm.data.datamodule import StepBatches, collate
 from tsm.data.sft import IGNORE_INDEX, SFTExample, encode_example, encode_prompt
 from tsm.models.math_tokenizer import build_math_tokenizer
@@ -67,10 +67,10 @@ def make_examples(tok, n: int) -> list[SFTExample]:
     return out
 
 
-def one_step_params(tok, examples, micro: int, batch: int) -> torch.Tensor:
+def one_step_params(tok, examples, micro: int, batch: int, select_fraction: float = 1.0) -> torch.Tensor:
     model = tiny_model(len(tok), seed=1)
     module = SFTModule(model, tok, partial(torch.optim.SGD, lr=1.0), max_steps=1, warmup_steps=0,
-                       min_lr_ratio=1.0, grad_clip=0.0)
+                       min_lr_ratio=1.0, grad_clip=0.0, select_fraction=select_fraction)
     ds = StepBatches(examples, batch_size=batch, micro_batch_size=micro, pad_id=tok.pad_token_id, seed=3)
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
@@ -94,6 +94,59 @@ def test_loss_is_normalized_by_target_tokens_across_accumulation(tok):
     assert torch.allclose(p8, before - grad, atol=1e-6)
     # a per-micro-batch mean (what naive accumulation does) would differ: lengths are unequal
     assert len({e.n_target_tokens for e in examples}) > 1
+
+
+def test_sequence_nll_is_each_rows_target_loss(tok):
+    examples = make_examples(tok, 6)
+    model = tiny_model(len(tok), seed=2)
+    scores = sequence_nll(model, collate(examples, tok.pad_token_id))
+    for i, ex in enumerate(examples):  # each row alone, no padding: the same summed loss
+        loss, _ = token_loss_sum(model, collate([ex], tok.pad_token_id))
+        assert torch.allclose(scores[i], loss, atol=1e-4)
+    assert len(set(scores.tolist())) == len(examples)
+
+
+def test_select_hardest_keeps_the_top_rows_trimmed():
+    def mb(rows):  # right-padded micro-batch from (ids, labels) lists
+        width = max(len(r[0]) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        lab = torch.full((len(rows), width), IGNORE_INDEX)
+        att = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, (i, la) in enumerate(rows):
+            ids[b, : len(i)], lab[b, : len(la)], att[b, : len(i)] = torch.tensor(i), torch.tensor(la), 1
+        return {"input_ids": ids, "labels": lab, "attention_mask": att}
+
+    rows = [([n] * (n + 1), [IGNORE_INDEX] + [n] * n) for n in range(1, 9)]  # row n: length n + 1
+    batch = [mb(rows[:4]), mb(rows[4:])]
+    scores = torch.tensor([5.0, 0.1, 7.0, 0.2, 0.3, 6.0, 0.0, 0.4])
+    out = select_hardest(batch, scores, 3)
+    assert len(out) == 1  # 3 rows, micro-batches of 4
+    assert out[0]["input_ids"][:, 0].tolist() == [1, 3, 6]  # rows 0, 2, 5 in stream order
+    assert out[0]["input_ids"].shape[1] == 7  # trimmed to row 6's length, not the batch's 9
+    assert out[0]["attention_mask"].sum(1).tolist() == [2, 4, 7]
+    out = select_hardest(batch, scores, 6)  # 6 rows re-batched as 4 + 2
+    assert [m["input_ids"].shape[0] for m in out] == [4, 2]
+    with pytest.raises(ValueError):
+        select_hardest(batch, scores[:5], 2)
+
+
+def test_selective_step_trains_on_the_highest_nll_rows(tok):
+    examples = make_examples(tok, 8)
+    p_sel, ds = one_step_params(tok, examples, micro=4, batch=8, select_fraction=0.5)
+    # reference: score the step's 8 rows with the starting model, one plain step on the top 4
+    model = tiny_model(len(tok), seed=1)
+    before = torch.cat([p.detach().flatten() for p in model.parameters()])
+    step_rows = [examples[i] for i in ds._plan[0]]
+    scores = sequence_nll(model, collate(step_rows, tok.pad_token_id))
+    top = [step_rows[i] for i in torch.topk(scores, 4).indices.tolist()]
+    loss, n = token_loss_sum(model, collate(top, tok.pad_token_id))
+    (loss / n).backward()
+    grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert torch.allclose(p_sel, before - grad, atol=1e-6)
+    p_all, _ = one_step_params(tok, examples, micro=4, batch=8)
+    assert not torch.allclose(p_sel, p_all, atol=1e-4)  # the selection changed the step
+    with pytest.raises(ValueError, match="select_fraction"):
+        SFTModule(model, tok, partial(torch.optim.SGD, lr=1.0), max_steps=1, select_fraction=0.0)
 
 
 def test_step_batches_partition_and_determinism(tok):

@@ -10,6 +10,10 @@ Features and the flags that turn them on (torchtune-style):
   ``sft.min_lr_ratio``; gradient clipping by global norm: ``sft.grad_clip`` (0 = off).
 - bf16 autocast on GPU: ``trainer.precision=bf16-mixed``.
 - Gradient checkpointing: ``model.gradient_checkpointing=true``.
+- Selective backprop (Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest
+  Losers"): ``sft.select_fraction`` < 1 scores every drawn sequence by its target NLL in a no-grad
+  forward pass and trains the step on that fraction with the highest NLL (per rank);
+  ``data_module.batch_size`` then counts the candidates. Off (1.0) by default.
 - Validation loss each validation run, and every ``sft.val_generate_every`` steps a
   generation-based ``val/accuracy@1`` on a fixed subset (greedy), scored by the reward.
 """
@@ -51,6 +55,60 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
     return loss, keep.sum()
 
 
+@torch.no_grad()
+def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each row's summed target-token NLL (-log p of its whole target under teacher forcing).
+
+    As in ``token_loss_sum``, the output projection runs only where a target token is predicted.
+    """
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE_INDEX
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    if decoder is None or head is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits[:, :-1]
+        logits = logits[keep]
+    else:
+        hidden = decoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+    nll = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)[keep]
+    return torch.zeros(labels.shape[0], device=nll.device).index_add_(0, rows, nll)
+
+
+def _row(mb: dict[str, torch.Tensor], key: str, r: int, width: int) -> torch.Tensor:
+    """Row ``r`` of ``mb[key]`` cut or right-padded to ``width`` (labels pad with IGNORE_INDEX,
+    ids and attention with 0: an attention-0 position after the row changes none of its losses)."""
+    row = mb[key][r, :width]
+    fill = IGNORE_INDEX if key == "labels" else 0
+    return torch.nn.functional.pad(row, (0, width - row.shape[0]), value=fill)
+
+
+def select_hardest(
+    step_batch: list[dict[str, torch.Tensor]], scores: torch.Tensor, k: int
+) -> list[dict[str, torch.Tensor]]:
+    """The ``k`` rows with the highest ``scores`` (one per row, micro-batches in order), re-batched
+    into micro-batches of the original size and trimmed to their own longest row.
+
+    Rows keep their right padding (attention 0, label IGNORE_INDEX), so trimming columns that are
+    padding in every selected row changes no token's loss.
+    """
+    rows = [(mb, r) for mb in step_batch for r in range(mb["input_ids"].shape[0])]
+    if scores.shape[0] != len(rows):
+        raise ValueError(f"{scores.shape[0]} scores for {len(rows)} rows")
+    if not 1 <= k <= len(rows):
+        raise ValueError(f"select {k} of {len(rows)} rows")
+    chosen = sorted(torch.topk(scores, k).indices.tolist())  # keep the stream's order
+    mbs = step_batch[0]["input_ids"].shape[0]
+    out = []
+    for start in range(0, k, mbs):
+        picks = [rows[i] for i in chosen[start : start + mbs]]
+        width = max(int(mb["attention_mask"][r].sum()) for mb, r in picks)
+        out.append({key: torch.stack([_row(mb, key, r, width) for mb, r in picks]) for key in picks[0][0]})
+    return out
+
+
 class SFTModule(L.LightningModule):
     def __init__(
         self,
@@ -64,6 +122,7 @@ class SFTModule(L.LightningModule):
         val_generate_every: int = 0,
         val_max_new_tokens: int = 64,
         reward: Any = None,
+        select_fraction: float = 1.0,
     ):
         super().__init__()
         if max_steps < 1:
@@ -73,6 +132,9 @@ class SFTModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.max_steps, self.warmup_steps, self.min_lr_ratio = max_steps, warmup_steps, min_lr_ratio
         self.grad_clip = grad_clip
+        if not 0.0 < select_fraction <= 1.0:
+            raise ValueError(f"sft.select_fraction must be in (0, 1], got {select_fraction}")
+        self.select_fraction = select_fraction
         self.val_generate_every, self.val_max_new_tokens = val_generate_every, val_max_new_tokens
         self._val_sums: list[torch.Tensor] = []
         self._last_generate_step = -1
@@ -89,6 +151,9 @@ class SFTModule(L.LightningModule):
         t0 = time.perf_counter()
         opt = self.optimizers()
         sched = self.lr_schedulers()
+        extra: dict[str, Any] = {}
+        if self.select_fraction < 1.0:
+            step_batch, extra = self._select(step_batch)
         local_tokens = sum((mb["labels"][:, 1:] != IGNORE_INDEX).sum() for mb in step_batch)
         global_tokens = global_sum(self, torch.as_tensor(local_tokens, device=self.device)).clamp(min=1)
         # DDP averages gradients over ranks; scaling by world_size / global tokens turns that
@@ -109,6 +174,7 @@ class SFTModule(L.LightningModule):
                 "train/lr": sched.get_last_lr()[0],
                 "train/target_tokens": global_tokens.float(),
                 "train/tokens_per_s": n_tok / max(time.perf_counter() - t0, 1e-9),
+                **extra,
             },
             prog_bar=True,
             on_step=True,
@@ -117,6 +183,21 @@ class SFTModule(L.LightningModule):
             rank_zero_only=True,
         )
         return mean_loss
+
+    def _select(self, step_batch: list[dict[str, torch.Tensor]]) -> tuple[list[dict[str, torch.Tensor]], dict]:
+        """Selective backprop: keep the ``select_fraction`` of this rank's rows with the highest NLL."""
+        was_training = self.model.training
+        self.model.eval()  # score without dropout
+        try:
+            scores = torch.cat([sequence_nll(self.model, mb) for mb in step_batch])
+        finally:
+            self.model.train(was_training)
+        n_tokens = sum((mb["labels"][:, 1:] != IGNORE_INDEX).sum() for mb in step_batch)
+        k = max(1, round(self.select_fraction * scores.shape[0]))
+        selected = select_hardest(step_batch, scores, k)
+        # the candidates' mean token loss is the unbiased training loss; the selected rows' is not
+        return selected, {"train/candidate_loss": scores.sum() / n_tokens.clamp(min=1),
+                          "train/selected_rows": float(k)}
 
     # -- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
