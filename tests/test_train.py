@@ -224,6 +224,18 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     assert second.startswith("# python train.py experiment=" + experiment)
 
 
+def test_selective_backprop_recipe_says_what_it_trains_on(tmp_path):
+    """sft.module.select_fraction < 1: batch_size counts candidates; the console line says so."""
+    from tsm.io import config_summary
+
+    cfg = compose_cfg("train", ["experiment=smallest_select"], tmp_path)
+    assert cfg.sft.module.select_fraction == 0.25 and cfg.sft.data_module.batch_size == 256
+    assert "sft 600 steps x 256 (trains on the hardest 64), lr 0.0001" in config_summary(cfg)
+    plain = compose_cfg("train", ["experiment=smallest_stage6"], tmp_path)
+    assert plain.sft.module.select_fraction == 1.0
+    assert "sft 1600 steps x 64, lr 0.0001" in config_summary(plain)
+
+
 def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
     """trainer.devices=2 trainer.strategy=ddp on CPU (gloo) vs one process, same global batch."""
     common = [*TINY_RUN, f"data.output_dir={data_dir}", "evaluate.before=false", "evaluate.after=false",

@@ -69,7 +69,10 @@ def config_summary(cfg: DictConfig) -> str:
     sel = functools.partial(OmegaConf.select, cfg, default=None)
     parts = [f"task {sel('task_name')}"]
     for stage in sel("stages") or []:
-        parts.append(f"{stage} {sel(f'{stage}.max_steps')} steps x {sel(f'{stage}.data_module.batch_size')}, "
+        batch, frac = sel(f"{stage}.data_module.batch_size"), sel(f"{stage}.module.select_fraction")
+        if isinstance(batch, int) and isinstance(frac, float) and frac < 1.0:
+            batch = f"{batch} (trains on the hardest {max(1, round(frac * batch))})"
+        parts.append(f"{stage} {sel(f'{stage}.max_steps')} steps x {batch}, "
                      f"lr {sel(f'{stage}.module.optimizer.lr')}")
     model = sel("model.name") or sel("model.path") or sel("checkpoint")
     if model:
