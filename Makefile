@@ -8,9 +8,9 @@ setup:
 
 quickstart: setup
 	$(PY) train.py experiment=quickstart
-	@echo "--- the shipped model (models/tsm-diff-5m-stage5: experiment=smallest, then smallest_stage2, 3, 4, 5) on Diff-TSM's example:"
-	$(PY) -m tsm.predict "e^(2x) sin(14x)" checkpoint=tsm-diff-5m-stage5
-	@grep -m1 "^\*\*Headline" models/tsm-diff-5m-stage5/README.md
+	@echo "--- the shipped model (models/tsm-diff-5m-select: experiment=smallest, then smallest_stage2, 3, 4, 5, smallest_select) on Diff-TSM's example:"
+	$(PY) -m tsm.predict "e^(2x) sin(14x)" checkpoint=tsm-diff-5m-select
+	@grep -m1 "^\*\*Headline" models/tsm-diff-5m-select/README.md
 
 test: setup
 	$(PY) -m pytest -q

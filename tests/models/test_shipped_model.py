@@ -18,7 +18,7 @@ PROMPT = [
 ]
 
 
-SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-stage5", "tsm-diff-5m-course", "tsm-diff-5m-course2", "tsm-diff-5m-course3", "tsm-diff-5m-course4"]  # differentiation; tsm-int-5m has its own test below
+SHIPPED = [NAME, "tsm-diff-5m-stage2", "tsm-diff-5m-stage3", "tsm-diff-5m-stage4", "tsm-diff-5m-stage5", "tsm-diff-5m-select", "tsm-diff-5m-course", "tsm-diff-5m-course2", "tsm-diff-5m-course3", "tsm-diff-5m-course4", "tsm-diff-5m-course5"]  # differentiation; tsm-int-5m has its own test below
 
 
 def diff_prompt(latex: str) -> list[dict]:
