@@ -32,49 +32,42 @@ from tsm.algorithms.steps import global_sum, micro_batch, optimizer_step
 from tsm.data.sft import IGNORE_INDEX
 
 
-def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of next-token cross-entropy over target tokens, and their count.
+def target_logits(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict a target token, those targets, and the position mask.
 
-    The output projection runs only at positions that predict a target token: with prompts
-    longer than answers (the usual case here) that skips most of the vocabulary matmul, which
-    for a 49k-token vocabulary is a fifth of a 135M model's compute.
+    The output projection runs only at those positions: with prompts longer than answers (the
+    usual case here) that skips most of the vocabulary matmul, which for a 49k-token vocabulary is a
+    fifth of a 135M model's compute.
     """
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE_INDEX
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     if decoder is None or head is None:  # an architecture without the usual split: full logits
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits[:, :-1]
-        logits, targets = logits[keep], labels[keep]
-    else:
-        # use_cache=False: otherwise transformers builds a KV cache nobody reads (2 concats per layer)
-        hidden = decoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).last_hidden_state
-        logits, targets = head(hidden[:, :-1][keep]), labels[keep]
+        return logits[keep], labels[keep], keep
+    # use_cache=False: otherwise transformers builds a KV cache nobody reads (2 concats per layer)
+    hidden = decoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state
+    return head(hidden[:, :-1][keep]), labels[keep], keep
+
+
+def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token cross-entropy over target tokens, and their count."""
+    logits, targets, keep = target_logits(model, batch)
     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, keep.sum()
 
 
 @torch.no_grad()
 def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each row's summed target-token NLL (-log p of its whole target under teacher forcing).
-
-    As in ``token_loss_sum``, the output projection runs only where a target token is predicted.
-    """
-    labels = batch["labels"][:, 1:]
-    keep = labels != IGNORE_INDEX
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
-    if decoder is None or head is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits[:, :-1]
-        logits = logits[keep]
-    else:
-        hidden = decoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).last_hidden_state
-        logits = head(hidden[:, :-1][keep])
-    nll = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="none")
-    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(labels)[keep]
-    return torch.zeros(labels.shape[0], device=nll.device).index_add_(0, rows, nll)
+    """Each row's summed target-token NLL (-log p of its whole target under teacher forcing)."""
+    logits, targets, keep = target_logits(model, batch)
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    rows = torch.arange(keep.shape[0], device=keep.device).unsqueeze(1).expand_as(keep)[keep]
+    return torch.zeros(keep.shape[0], device=nll.device).index_add_(0, rows, nll)
 
 
 def _row(mb: dict[str, torch.Tensor], key: str, r: int, width: int) -> torch.Tensor:
