@@ -11,7 +11,7 @@ Features and the flags that turn them on (torchtune-style):
 - bf16 autocast on GPU: ``trainer.precision=bf16-mixed``.
 - Gradient checkpointing: ``model.gradient_checkpointing=true``.
 - Selective backprop (Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest
-  Losers"): ``sft.select_fraction`` < 1 scores every drawn sequence by its target NLL in a no-grad
+  Losers"): ``sft.module.select_fraction`` < 1 scores every drawn sequence by its target NLL in a no-grad
   forward pass and trains the step on that fraction with the highest NLL (per rank);
   ``data_module.batch_size`` then counts the candidates. Off (1.0) by default.
 - Validation loss each validation run, and every ``sft.val_generate_every`` steps a
