@@ -107,17 +107,8 @@ def test_sequence_nll_is_each_rows_target_loss(tok):
 
 
 def test_select_hardest_keeps_the_top_rows_trimmed():
-    def mb(rows):  # right-padded micro-batch from (ids, labels) lists
-        width = max(len(r[0]) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        lab = torch.full((len(rows), width), IGNORE_INDEX)
-        att = torch.zeros(len(rows), width, dtype=torch.long)
-        for b, (i, la) in enumerate(rows):
-            ids[b, : len(i)], lab[b, : len(la)], att[b, : len(i)] = torch.tensor(i), torch.tensor(la), 1
-        return {"input_ids": ids, "labels": lab, "attention_mask": att}
-
-    rows = [([n] * (n + 1), [IGNORE_INDEX] + [n] * n) for n in range(1, 9)]  # row n: length n + 1
-    batch = [mb(rows[:4]), mb(rows[4:])]
+    rows = [SFTExample([n] * (n + 1), [IGNORE_INDEX] + [n] * n) for n in range(1, 9)]  # row n: length n + 1
+    batch = [collate(rows[:4], 0), collate(rows[4:], 0)]
     scores = torch.tensor([5.0, 0.1, 7.0, 0.2, 0.3, 6.0, 0.0, 0.4])
     out = select_hardest(batch, scores, 3)
     assert len(out) == 1  # 3 rows, micro-batches of 4
