@@ -260,6 +260,30 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
         assert abs(a - b) < 1e-4 * max(1.0, abs(a)), losses
 
 
+def test_ddp_selective_backprop_logs_the_candidates_of_all_ranks(tmp_path, data_dir):
+    """select_fraction < 1 under DDP: each rank selects from its own rows; the candidates' loss and
+    the selected count are summed over ranks, so step 0 (same weights) logs the same on 1 and 2."""
+    common = [*TINY_RUN, f"data.output_dir={data_dir}", "evaluate.before=false", "evaluate.after=false",
+              "sft.module.val_generate_every=0", "sft.data_module.n_val_generate=0", "model.init_seed=3",
+              "sft.data_module.batch_size=16", "sft.data_module.micro_batch_size=4", "sft.max_steps=1",
+              "sft.val_check_interval=100", "sft.module.select_fraction=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    first = {}
+    for devices in (1, 2):
+        run_dir = tmp_path / f"d{devices}"
+        cmd = [sys.executable, str(ROOT / "train.py"), *common, f"trainer.devices={devices}",
+               f"hydra.run.dir={run_dir}"]
+        if devices == 2:
+            cmd.append("trainer.strategy=ddp")
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = [r for r in csv_metrics(run_dir) if r.get("train/candidate_loss")]
+        assert len(rows) == 1
+        first[devices] = (float(rows[0]["train/candidate_loss"]), float(rows[0]["train/selected_rows"]))
+    assert first[1][1] == first[2][1] == 8.0  # half of 16, whichever way the rows are split
+    assert abs(first[1][0] - first[2][0]) < 1e-4 * max(1.0, first[1][0]), first
+
+
 def test_evaluate_data_scores_another_test_split(tmp_path, data_dir, monkeypatch):
     """evaluate.data: a run trained on one mix is scored on another config's test split
     (a run trained on fresh functions is scored on a fixed test split)."""

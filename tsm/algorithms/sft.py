@@ -188,9 +188,11 @@ class SFTModule(L.LightningModule):
         n_tokens = sum((mb["labels"][:, 1:] != IGNORE_INDEX).sum() for mb in step_batch)
         k = max(1, round(self.select_fraction * scores.shape[0]))
         selected = select_hardest(step_batch, scores, k)
-        # the candidates' mean token loss is the unbiased training loss; the selected rows' is not
-        return selected, {"train/candidate_loss": scores.sum() / n_tokens.clamp(min=1),
-                          "train/selected_rows": float(k)}
+        # the candidates' mean token loss (over all ranks, as train/loss) is the unbiased training
+        # loss; the selected rows' is not
+        total = global_sum(self, torch.stack([scores.sum(), torch.as_tensor(n_tokens, device=scores.device).float()]))
+        return selected, {"train/candidate_loss": total[0] / total[1].clamp(min=1),
+                          "train/selected_rows": global_sum(self, float(k))}
 
     # -- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
