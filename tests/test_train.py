@@ -236,14 +236,15 @@ def test_selective_backprop_recipe_says_what_it_trains_on(tmp_path):
     assert "sft 1600 steps x 64, lr 0.0001" in config_summary(plain)
 
 
-def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
-    """trainer.devices=2 trainer.strategy=ddp on CPU (gloo) vs one process, same global batch."""
+def ddp_runs(tmp_path: Path, data_dir: Path, *extra: str) -> dict[int, Path]:
+    """The same tiny SFT run on 1 process and on 2 (trainer.strategy=ddp, CPU gloo), same global
+    batch of 16 in micro-batches of 4; returns each run's folder."""
     common = [*TINY_RUN, f"data.output_dir={data_dir}", "evaluate.before=false", "evaluate.after=false",
               "sft.module.val_generate_every=0", "sft.data_module.n_val_generate=0", "model.init_seed=3",
-              "sft.data_module.batch_size=16", "sft.data_module.micro_batch_size=4", "sft.max_steps=3",
-              "sft.val_check_interval=100"]
+              "sft.data_module.batch_size=16", "sft.data_module.micro_batch_size=4",
+              "sft.val_check_interval=100", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    losses = {}
+    dirs = {}
     for devices in (1, 2):
         run_dir = tmp_path / f"d{devices}"
         cmd = [sys.executable, str(ROOT / "train.py"), *common, f"trainer.devices={devices}",
@@ -254,7 +255,15 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
         assert proc.returncode == 0, proc.stderr[-3000:]
         if devices == 2:  # really two processes in one gloo group
             assert "MEMBER: 2/2" in proc.stdout + proc.stderr
-        losses[devices] = [float(r["train/loss"]) for r in csv_metrics(run_dir) if r.get("train/loss")]
+        dirs[devices] = run_dir
+    return dirs
+
+
+def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
+    """trainer.devices=2 trainer.strategy=ddp on CPU (gloo) vs one process, same global batch."""
+    dirs = ddp_runs(tmp_path, data_dir, "sft.max_steps=3")
+    losses = {d: [float(r["train/loss"]) for r in csv_metrics(run_dir) if r.get("train/loss")]
+              for d, run_dir in dirs.items()}
     assert len(losses[1]) == len(losses[2]) == 3
     for a, b in zip(losses[1], losses[2]):
         assert abs(a - b) < 1e-4 * max(1.0, abs(a)), losses
@@ -263,23 +272,12 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
 def test_ddp_selective_backprop_logs_the_candidates_of_all_ranks(tmp_path, data_dir):
     """select_fraction < 1 under DDP: each rank selects from its own rows; the candidates' loss and
     the selected count are summed over ranks, so step 0 (same weights) logs the same on 1 and 2."""
-    common = [*TINY_RUN, f"data.output_dir={data_dir}", "evaluate.before=false", "evaluate.after=false",
-              "sft.module.val_generate_every=0", "sft.data_module.n_val_generate=0", "model.init_seed=3",
-              "sft.data_module.batch_size=16", "sft.data_module.micro_batch_size=4", "sft.max_steps=1",
-              "sft.val_check_interval=100", "sft.module.select_fraction=0.5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    dirs = ddp_runs(tmp_path, data_dir, "sft.max_steps=1", "sft.module.select_fraction=0.5")
     first = {}
-    for devices in (1, 2):
-        run_dir = tmp_path / f"d{devices}"
-        cmd = [sys.executable, str(ROOT / "train.py"), *common, f"trainer.devices={devices}",
-               f"hydra.run.dir={run_dir}"]
-        if devices == 2:
-            cmd.append("trainer.strategy=ddp")
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    for d, run_dir in dirs.items():
         rows = [r for r in csv_metrics(run_dir) if r.get("train/candidate_loss")]
         assert len(rows) == 1
-        first[devices] = (float(rows[0]["train/candidate_loss"]), float(rows[0]["train/selected_rows"]))
+        first[d] = (float(rows[0]["train/candidate_loss"]), float(rows[0]["train/selected_rows"]))
     assert first[1][1] == first[2][1] == 8.0  # half of 16, whichever way the rows are split
     assert abs(first[1][0] - first[2][0]) < 1e-4 * max(1.0, first[1][0]), first
 
