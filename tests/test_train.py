@@ -272,14 +272,20 @@ def test_ddp_two_processes_take_the_same_steps_as_one(tmp_path, data_dir):
 def test_ddp_selective_backprop_logs_the_candidates_of_all_ranks(tmp_path, data_dir):
     """select_fraction < 1 under DDP: each rank selects from its own rows; the candidates' loss and
     the selected count are summed over ranks, so step 0 (same weights) logs the same on 1 and 2."""
-    dirs = ddp_runs(tmp_path, data_dir, "sft.max_steps=1", "sft.module.select_fraction=0.5")
-    first = {}
+    dirs = ddp_runs(tmp_path, data_dir, "sft.max_steps=1", "sft.module.select_fraction=0.5", *STREAM)
+    first, drawn = {}, {}
     for d, run_dir in dirs.items():
         rows = [r for r in csv_metrics(run_dir) if r.get("train/candidate_loss")]
         assert len(rows) == 1
         first[d] = (float(rows[0]["train/candidate_loss"]), float(rows[0]["train/selected_rows"]))
+        # the stream's rows by function type, drawn and selected, summed over ranks too
+        drawn[d] = {k.removeprefix("train/candidates/"): float(v) for k, v in rows[0].items()
+                    if k.startswith("train/candidates/") and v}
+        chosen = sum(float(v) for k, v in rows[0].items() if k.startswith("train/selected/") and v)
+        assert sum(drawn[d].values()) == 16 and chosen == 8
     assert first[1][1] == first[2][1] == 8.0  # half of 16, whichever way the rows are split
     assert abs(first[1][0] - first[2][0]) < 1e-4 * max(1.0, first[1][0]), first
+    assert drawn[1] == drawn[2] and len(drawn[1]) > 1  # the same global batch, several types
 
 
 def test_evaluate_data_scores_another_test_split(tmp_path, data_dir, monkeypatch):

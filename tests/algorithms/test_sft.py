@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from functools import partial
 
 import lightning as L
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tsm.algorithms.schedules import warmup_cosine
-from tsm.algorithms.sft import SFTModule, select_hardest, sequence_nll, token_loss_sum
+from tsm.algorithms.sft import SFTModule, select_hardest, selection_by_type, sequence_nll, token_loss_sum, type_counts
 from tsm.data.datamodule import StepBatches, collate
 from tsm.data.sft import IGNORE_INDEX, SFTExample, encode_example, encode_prompt
 from tsm.models.math_tokenizer import build_math_tokenizer
@@ -117,6 +118,11 @@ def test_select_hardest_keeps_the_top_rows_trimmed():
     assert out[0]["attention_mask"].sum(1).tolist() == [2, 4, 7]
     out = select_hardest(batch, scores, 6)  # 6 rows re-batched as 4 + 2
     assert [m["input_ids"].shape[0] for m in out] == [4, 2]
+    for mb, names in zip(batch, ("abcd", "efgh")):  # a per-row list (the stream's types) follows its rows
+        mb["function_type"] = list(names)
+    out = select_hardest(batch, scores, 3)
+    assert out[0]["function_type"] == ["a", "c", "f"]
+    assert type_counts(batch) == Counter("abcdefgh") and type_counts(out) == Counter("acf")
     with pytest.raises(ValueError):
         select_hardest(batch, scores[:5], 2)
 
@@ -178,3 +184,38 @@ def test_warmup_cosine():
     assert warmup_cosine(55, 10, 100, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(500, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+class TypedSteps(torch.utils.data.IterableDataset):
+    """Step batches in the stream's shape: micro-batches that name each row's function type."""
+
+    def __init__(self, examples, types, micro: int, pad_id: int, steps: int):
+        self.examples, self.types, self.micro, self.pad_id, self.steps = examples, types, micro, pad_id, steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            out = []
+            for i in range(0, len(self.examples), self.micro):
+                mb = collate(self.examples[i : i + self.micro], self.pad_id)
+                mb["function_type"] = self.types[i : i + self.micro]
+                out.append(mb)
+            yield out
+
+
+def test_selective_backprop_logs_the_selected_rows_by_type(tok, tmp_path):
+    """train/candidates/<type> and train/selected/<type> per step, summed over a run by
+    selection_by_type: the types of the rows the starting model scores highest."""
+    examples = make_examples(tok, 8)
+    types = ["poly", "trig", "poly", "sum", "trig", "poly", "sum", "poly"]
+    model = tiny_model(len(tok), seed=1)
+    scores = sequence_nll(model, collate(examples, tok.pad_token_id))
+    top = Counter(types[i] for i in torch.topk(scores, 4).indices.tolist())
+    module = SFTModule(model, tok, partial(torch.optim.SGD, lr=0.0), max_steps=2, warmup_steps=0,
+                       min_lr_ratio=1.0, grad_clip=0.0, select_fraction=0.5)  # lr 0: the same top 4 twice
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=L.pytorch.loggers.CSVLogger(tmp_path),
+                        log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, train_dataloaders=DataLoader(TypedSteps(examples, types, 4, tok.pad_token_id, 2),
+                                                     batch_size=None))
+    counts = selection_by_type(next(tmp_path.rglob("metrics.csv")))
+    assert counts == {t: (2 * n, 2 * top.get(t, 0)) for t, n in Counter(types).items()}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tsm.data.build import DatasetSpec, build_dataset
-from tsm.data.stream import FreshStream, StreamConfig, StreamingSFTDataModule, usable_candidates
+from tsm.data.stream import ROW_TYPES, FreshStream, StreamConfig, StreamingSFTDataModule, usable_candidates
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,23 @@ def test_rank_slices_are_disjoint_and_cover_the_global_batch(tmp_path, tokenizer
     for mb in one:  # labels are -100 on prompt and padding, targets elsewhere
         assert mb["input_ids"].shape == mb["labels"].shape == mb["attention_mask"].shape
         assert ((mb["labels"] != -100) <= mb["attention_mask"].bool()).all()
+
+
+def test_micro_batches_name_each_rows_function_type(tmp_path, tokenizer):
+    """Each micro-batch row carries its candidate's function_type (what selective backprop counts)."""
+    spec = small_spec(tmp_path)
+    (cands,) = take(make_stream(module(spec, tokenizer)), 1)
+    by_row = {tuple(c.example.input_ids): c.label for c in cands}
+    micro_batches = next(iter(make_stream(module(spec, tokenizer))))
+    got = [(tuple(ids[m.bool()].tolist()), t) for mb in micro_batches
+           for ids, m, t in zip(mb["input_ids"], mb["attention_mask"], mb[ROW_TYPES], strict=True)]
+    assert len(got) == 8 and all(by_row[row] == t for row, t in got)
+    assert len({t for _, t in got}) > 1
+    # variants (and course draws) are labelled with their kind: variant/sum, variant/scale, ...
+    (cands,) = take(make_stream(module(small_spec(tmp_path, task_options={"variant_share": 1.0}), tokenizer)), 1)
+    assert {c.label.split("/")[0] for c in cands} == {"variant"}
+    assert {c.label.split("/")[1] for c in cands} <= {"scale", "plus_constant", "inner_scale",
+                                                         "bigger_coefficient", "sum"}
 
 
 def test_simplicity_schedule_and_bad_knobs():

@@ -13,7 +13,11 @@ Features and the flags that turn them on (torchtune-style):
 - Selective backprop (Jiang et al. 2019, "Accelerating Deep Learning by Focusing on the Biggest
   Losers"): ``sft.module.select_fraction`` < 1 scores every drawn sequence by its target NLL in a no-grad
   forward pass and trains the step on that fraction with the highest NLL (per rank);
-  ``data_module.batch_size`` then counts the candidates. Off (1.0) by default.
+  ``data_module.batch_size`` then counts the candidates. Off (1.0) by default. On the
+  fresh-function stream (its micro-batches name each row's ``function_type``) every step also logs
+  ``train/candidates/<type>`` and ``train/selected/<type>``, the rows of each generator family drawn
+  and trained on (summed over ranks): which kinds of function the selection sends to the gradient
+  (``selection_by_type`` sums them over a run's metrics CSV).
 - Validation loss each validation run, and every ``sft.val_generate_every`` steps a
   generation-based ``val/accuracy@1`` on a fixed subset (greedy), scored by the reward.
 """
@@ -21,14 +25,16 @@ Features and the flags that turn them on (torchtune-style):
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
 from tsm.algorithms.schedules import optimizer_with_schedule
-from tsm.algorithms.steps import global_sum, micro_batch, optimizer_step
+from tsm.algorithms.steps import global_counts, global_sum, micro_batch, optimizer_step
 from tsm.data.sft import IGNORE_INDEX
 
 
@@ -70,9 +76,12 @@ def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
     return torch.zeros(keep.shape[0], device=nll.device).index_add_(0, rows, nll)
 
 
-def _row(mb: dict[str, torch.Tensor], key: str, r: int, width: int) -> torch.Tensor:
+def _row(mb: dict[str, Any], key: str, r: int, width: int) -> Any:
     """Row ``r`` of ``mb[key]`` cut or right-padded to ``width`` (labels pad with IGNORE_INDEX,
-    ids and attention with 0: an attention-0 position after the row changes none of its losses)."""
+    ids and attention with 0: an attention-0 position after the row changes none of its losses);
+    a per-row list (the stream's ``function_type``) gives its item."""
+    if not isinstance(mb[key], torch.Tensor):
+        return mb[key][r]
     row = mb[key][r, :width]
     fill = IGNORE_INDEX if key == "labels" else 0
     return torch.nn.functional.pad(row, (0, width - row.shape[0]), value=fill)
@@ -98,8 +107,32 @@ def select_hardest(
     for start in range(0, k, mbs):
         picks = [rows[i] for i in chosen[start : start + mbs]]
         width = max(int(mb["attention_mask"][r].sum()) for mb, r in picks)
-        out.append({key: torch.stack([_row(mb, key, r, width) for mb, r in picks]) for key in picks[0][0]})
+        out.append({key: _stack([_row(mb, key, r, width) for mb, r in picks]) for key in picks[0][0]})
     return out
+
+
+def _stack(rows: list[Any]) -> Any:
+    return torch.stack(rows) if isinstance(rows[0], torch.Tensor) else rows
+
+
+def type_counts(step_batch: list[dict[str, Any]], key: str = "function_type") -> Counter:
+    """Rows per ``function_type`` of a step's micro-batches (empty when they carry no types)."""
+    return Counter(t for mb in step_batch for t in mb.get(key, ()))
+
+
+def selection_by_type(metrics_csv: str | Path) -> dict[str, tuple[int, int]]:
+    """``{type: (candidates, selected)}`` summed over every step of a run's metrics CSV (the
+    ``train/candidates/<type>`` and ``train/selected/<type>`` columns selective backprop logs)."""
+    import pandas as pd
+
+    frame = pd.read_csv(metrics_csv)
+    out = {}
+    for col in frame.columns:
+        if col.startswith("train/candidates/"):
+            kind = col.removeprefix("train/candidates/")
+            chosen = frame.get(f"train/selected/{kind}")
+            out[kind] = (int(frame[col].fillna(0).sum()), int(chosen.fillna(0).sum()) if chosen is not None else 0)
+    return dict(sorted(out.items()))
 
 
 class SFTModule(L.LightningModule):
@@ -191,8 +224,12 @@ class SFTModule(L.LightningModule):
         # the candidates' mean token loss (over all ranks, as train/loss) is the unbiased training
         # loss; the selected rows' is not
         total = global_sum(self, torch.stack([scores.sum(), torch.as_tensor(n_tokens, device=scores.device).float()]))
-        return selected, {"train/candidate_loss": total[0] / total[1].clamp(min=1),
-                          "train/selected_rows": global_sum(self, float(k))}
+        out = {"train/candidate_loss": total[0] / total[1].clamp(min=1),
+               "train/selected_rows": global_sum(self, float(k))}
+        drawn, chosen = global_counts(self, type_counts(step_batch)), global_counts(self, type_counts(selected))
+        out.update({f"train/candidates/{t}": float(n) for t, n in sorted(drawn.items())})
+        out.update({f"train/selected/{t}": float(chosen.get(t, 0)) for t in sorted(drawn)})
+        return selected, out
 
     # -- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -8,7 +8,9 @@ that DDP's average over ranks becomes the global normalization (the modules pass
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,6 +24,16 @@ def global_sum(module: L.LightningModule, value: torch.Tensor | float) -> torch.
     if dist.is_available() and dist.is_initialized() and trainer is not None and trainer.world_size > 1:
         dist.all_reduce(t)
     return t
+
+
+def global_counts(module: L.LightningModule, counts: Counter) -> Counter:
+    """``counts`` (label -> count) summed over all ranks, whose labels may differ (itself on one process)."""
+    trainer = module._trainer
+    if not (dist.is_available() and dist.is_initialized() and trainer is not None and trainer.world_size > 1):
+        return Counter(counts)
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(counts))
+    return sum((Counter(c) for c in gathered), Counter())
 
 
 @contextlib.contextmanager

@@ -280,6 +280,7 @@ def generate_candidate(item: tuple[tuple, int]) -> tuple[str, Any]:
     messages, shown = sampler.pose(problem, rng)
     return "ok", {
         "task": task_args[0], "key": problem.key, "function_type": problem.function_type,
+        "kind": getattr(problem, "kind", None),  # a finer family label, where the task has one
         "function": problem.function_latex, "answer": problem.answer_latex,
         "function_sympy": problem.function_sympy, "answer_sympy": problem.answer_sympy,
         "function_shown": shown, "messages": messages, "ground_truth": sampler.ground_truth(problem),

@@ -127,6 +127,12 @@ class Candidate:
     example: SFTExample
     function_type: str
     function_sympy: str  # the function (plain sympy form), what the exclusion rule compares
+    kind: str | None = None  # a finer family label (a course or variant kind), where the task has one
+
+    @property
+    def label(self) -> str:
+        """``function_type``, or ``function_type/kind`` (e.g. ``variant/sum``): what selection logs count."""
+        return f"{self.function_type}/{self.kind}" if self.kind else self.function_type
 
 
 def stream_config(stream: Mapping[str, Any] | StreamConfig | None, dataset: Any) -> StreamConfig:
@@ -215,10 +221,22 @@ class StepGenerator:
             if len(example.input_ids) > self.max_length:
                 continue
             seen.add(digest)
-            out.append(Candidate(digest, example, value["function_type"], value["function_sympy"]))
+            out.append(Candidate(digest, example, value["function_type"], value["function_sympy"], value.get("kind")))
             if len(out) == want:
                 break
         return out, (j + 1 if out else start)
+
+
+ROW_TYPES = "function_type"  # a stream micro-batch's key: each row's family label (a list of str)
+
+
+def typed_collate(cands: list[Candidate], pad_id: int) -> dict[str, Any]:
+    """:func:`collate` of the candidates' examples, plus each row's family label
+    (:attr:`Candidate.label`) under ``ROW_TYPES``: what selective backprop counts by type; the loss
+    never reads it."""
+    mb: dict[str, Any] = collate([c.example for c in cands], pad_id)
+    mb[ROW_TYPES] = [c.label for c in cands]
+    return mb
 
 
 class _StepCandidates(IterableDataset):
@@ -276,13 +294,13 @@ class FreshStream(IterableDataset):
             self.used[step] = digests
             yield step, batch
 
-    def __iter__(self) -> Iterator[list[dict[str, torch.Tensor]]]:
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         mbs = self.micro_batch_size
         for _, batch in self.steps():
             ordered = sorted(batch, key=lambda c: len(c.example.input_ids))
-            mine = [c.example for c in ordered[self.rank :: self.world_size]]
-            yield [collate(mine[i : i + mbs], self.pad_id) for i in range(0, len(mine), mbs)]
+            mine = ordered[self.rank :: self.world_size]
+            yield [typed_collate(mine[i : i + mbs], self.pad_id) for i in range(0, len(mine), mbs)]
 
 
 class StreamingSFTDataModule(SFTDataModule):

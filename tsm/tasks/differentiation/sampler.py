@@ -166,6 +166,7 @@ class DifferentiationProblem:
     derivative_latex: str
     function_type: str
     key: str
+    kind: str | None = None  # the course or variant kind of a course/variant draw (what selection logs count)
 
     @property
     def function_sympy(self) -> str:
@@ -314,7 +315,8 @@ class DifferentiationTask:
         d_latex = render.to_latex(d)
         if len(d_latex) > self.max_length:
             raise Rejected("too_long_derivative", d_latex)
-        return DifferentiationProblem(f, d, f_latex, d_latex, drawn.function_type, key)
+        kind = drawn.template if drawn.function_type in (sampling.COURSE_TYPE, sampling.VARIANT_TYPE) else None
+        return DifferentiationProblem(f, d, f_latex, d_latex, drawn.function_type, key, kind)
 
     def pose(self, problem: DifferentiationProblem, rng: random.Random
              ) -> tuple[list[dict[str, str]], str]:
