@@ -13,7 +13,14 @@ from torch.utils.data import DataLoader
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tsm.algorithms.schedules import warmup_cosine
-from tsm.algorithms.sft import SFTModule, select_hardest, selection_by_type, sequence_nll, token_loss_sum, type_counts
+from tsm.algorithms.sft import (
+    SFTModule,
+    select_hardest,
+    selection_by_type,
+    sequence_nll,
+    token_loss_sum,
+    type_counts,
+)
 from tsm.data.datamodule import StepBatches, collate
 from tsm.data.sft import IGNORE_INDEX, SFTExample, encode_example, encode_prompt
 from tsm.models.math_tokenizer import build_math_tokenizer

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from tsm.data.build import DatasetSpec, build_dataset
-from tsm.data.stream import ROW_TYPES, FreshStream, StreamConfig, StreamingSFTDataModule, usable_candidates
+from tsm.data.stream import (
+    ROW_TYPES,
+    FreshStream,
+    StreamConfig,
+    StreamingSFTDataModule,
+    usable_candidates,
+)
 
 
 @pytest.fixture(scope="module")
