@@ -132,3 +132,26 @@ def test_steps_stream_speed_prints_both_targets_and_the_ratio(capsys):
     steps_tokens = float(rows["steps"].split("|")[3])
     assert steps_tokens > answer_tokens > 0   # derivations are longer than the boxed answer alone
     assert "steps / answer:" in out and "the same functions" in out
+
+
+def test_selection_by_type_sums_a_runs_steps(tmp_path, capsys):
+    """The per-type selection counts of a metrics CSV (steps with missing columns count 0)."""
+    selection = load_script(Path(__file__).resolve().parents[1] / "experiments" / "coverage" / "selection_by_type.py")
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text(
+        "step,train/loss,train/candidates/polynomial,train/selected/polynomial,"
+        "train/candidates/variant/sum,train/selected/variant/sum\n"
+        "0,0.5,6,1,2,2\n"
+        "0,,,,,\n"  # a validation row
+        "1,0.4,8,2,,\n")
+    selection.main([str(csv_path)])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["variant/sum"] == ["2", "12.5%", "2", "40.0%", "100.0%"]
+    assert rows["polynomial"] == ["14", "87.5%", "3", "60.0%", "21.4%"]
+    assert rows["all"] == ["16", "100%", "5", "100%", "31.2%"]
+    assert list(rows)[0] == "variant/sum"  # the family selected most often first
+    empty = tmp_path / "plain.csv"
+    empty.write_text("step,train/loss\n0,0.5\n")
+    with pytest.raises(SystemExit, match="no train/candidates"):
+        selection.main([str(empty)])
