@@ -150,7 +150,7 @@ def test_selection_by_type_sums_a_runs_steps(tmp_path, capsys):
     assert rows["variant/sum"] == ["2", "12.5%", "2", "40.0%", "100.0%"]
     assert rows["polynomial"] == ["14", "87.5%", "3", "60.0%", "21.4%"]
     assert rows["all"] == ["16", "100%", "5", "100%", "31.2%"]
-    assert list(rows)[0] == "variant/sum"  # the family selected most often first
+    assert next(iter(rows)) == "variant/sum"  # the family selected most often first
     empty = tmp_path / "plain.csv"
     empty.write_text("step,train/loss\n0,0.5\n")
     with pytest.raises(SystemExit, match="no train/candidates"):

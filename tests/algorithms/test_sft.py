@@ -196,15 +196,15 @@ def test_warmup_cosine():
 class TypedSteps(torch.utils.data.IterableDataset):
     """Step batches in the stream's shape: micro-batches that name each row's function type."""
 
-    def __init__(self, examples, types, micro: int, pad_id: int, steps: int):
-        self.examples, self.types, self.micro, self.pad_id, self.steps = examples, types, micro, pad_id, steps
+    def __init__(self, examples, types_per_step, micro: int, pad_id: int):
+        self.examples, self.types_per_step, self.micro, self.pad_id = examples, types_per_step, micro, pad_id
 
     def __iter__(self):
-        for _ in range(self.steps):
+        for types in self.types_per_step:
             out = []
             for i in range(0, len(self.examples), self.micro):
                 mb = collate(self.examples[i : i + self.micro], self.pad_id)
-                mb["function_type"] = self.types[i : i + self.micro]
+                mb["function_type"] = types[i : i + self.micro]
                 out.append(mb)
             yield out
 
@@ -213,16 +213,21 @@ def test_selective_backprop_logs_the_selected_rows_by_type(tok, tmp_path):
     """train/candidates/<type> and train/selected/<type> per step, summed over a run by
     selection_by_type: the types of the rows the starting model scores highest."""
     examples = make_examples(tok, 8)
-    types = ["poly", "trig", "poly", "sum", "trig", "poly", "sum", "poly"]
+    # the same rows each step, labelled differently: a family absent from a step counts 0 there
+    steps = [["poly", "trig", "poly", "sum", "trig", "poly", "sum", "poly"],
+             ["poly"] * 8,
+             ["exp", "trig", "exp", "sum", "exp", "exp", "exp", "exp"]]
     model = tiny_model(len(tok), seed=1)
     scores = sequence_nll(model, collate(examples, tok.pad_token_id))
-    top = Counter(types[i] for i in torch.topk(scores, 4).indices.tolist())
-    module = SFTModule(model, tok, partial(torch.optim.SGD, lr=0.0), max_steps=2, warmup_steps=0,
-                       min_lr_ratio=1.0, grad_clip=0.0, select_fraction=0.5)  # lr 0: the same top 4 twice
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=L.pytorch.loggers.CSVLogger(tmp_path),
+    top = torch.topk(scores, 4).indices.tolist()
+    module = SFTModule(model, tok, partial(torch.optim.SGD, lr=0.0), max_steps=3, warmup_steps=0,
+                       min_lr_ratio=1.0, grad_clip=0.0, select_fraction=0.5)  # lr 0: the same top 4 each step
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=L.pytorch.loggers.CSVLogger(tmp_path),
                         log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(module, train_dataloaders=DataLoader(TypedSteps(examples, types, 4, tok.pad_token_id, 2),
+    trainer.fit(module, train_dataloaders=DataLoader(TypedSteps(examples, steps, 4, tok.pad_token_id),
                                                      batch_size=None))
+    drawn = sum((Counter(types) for types in steps), Counter())
+    chosen = sum((Counter(types[i] for i in top) for types in steps), Counter())
     counts = selection_by_type(next(tmp_path.rglob("metrics.csv")))
-    assert counts == {t: (2 * n, 2 * top.get(t, 0)) for t, n in Counter(types).items()}
+    assert counts == {t: (n, chosen[t]) for t, n in drawn.items()}

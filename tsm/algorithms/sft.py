@@ -161,6 +161,7 @@ class SFTModule(L.LightningModule):
         if not 0.0 < select_fraction <= 1.0:
             raise ValueError(f"sft.select_fraction must be in (0, 1], got {select_fraction}")
         self.select_fraction = select_fraction
+        self._type_labels: set[str] = set()  # function families logged by selective backprop so far
         self.val_generate_every, self.val_max_new_tokens = val_generate_every, val_max_new_tokens
         self._val_sums: list[torch.Tensor] = []
         self._last_generate_step = -1
@@ -227,8 +228,11 @@ class SFTModule(L.LightningModule):
         out = {"train/candidate_loss": total[0] / total[1].clamp(min=1),
                "train/selected_rows": global_sum(self, float(k))}
         drawn, chosen = global_counts(self, type_counts(step_batch)), global_counts(self, type_counts(selected))
-        out.update({f"train/candidates/{t}": float(n) for t, n in sorted(drawn.items())})
-        out.update({f"train/selected/{t}": float(chosen.get(t, 0)) for t in sorted(drawn)})
+        # every family seen so far, 0 where this step has none: Lightning would log a family's last
+        # value again in a step that does not log it
+        self._type_labels.update(drawn)
+        out.update({f"train/candidates/{t}": float(drawn.get(t, 0)) for t in sorted(self._type_labels)})
+        out.update({f"train/selected/{t}": float(chosen.get(t, 0)) for t in sorted(self._type_labels)})
         return selected, out
 
     # -- validation ---------------------------------------------------------------------------
