@@ -171,6 +171,40 @@ def test_course_kinds_weight_the_kinds_and_default_to_the_uniform_draw():
         DifferentiationTask(course_kinds=[1, 2])
 
 
+def test_course_composed_builds_the_kinds_to_depth_and_is_off_by_default():
+    """course_composed: the composers' share of their kinds; 0 draws exactly the template stream.
+    Every composed problem is valid, its prompt (all surface variations) reads back as f, the reward
+    accepts its derivative and refuses f itself."""
+    assert [sampling.course_function(random.Random(i), None, 0.0) for i in range(200)] == \
+        [sampling.course_function(random.Random(i)) for i in range(200)]
+    only = {k: (1 if k in sampling.COURSE_COMPOSERS else 0) for k in sampling.COURSE_KINDS}
+    task = DifferentiationTask(course_share=1.0, course_composed=1.0, course_kinds=only, max_length=200)
+    kinds, n_ok = {}, 0
+    for i in range(300):
+        try:
+            problem = task.sample(random.Random(i))
+        except Rejected:
+            continue
+        n_ok += 1
+        assert problem.function_type == sampling.COURSE_TYPE and problem.kind.endswith("-composed")
+        kinds.setdefault(problem.kind, []).append(problem.function)
+        assert equal(problem.derivative, sympy.diff(problem.function, x)) is True
+        assert score(_boxed(problem.derivative_latex), problem.derivative_sympy).correct
+        assert not score(_boxed(problem.function_latex), problem.derivative_sympy).correct
+        _, shown = task.pose(problem, random.Random(i))
+        assert _reads_back(shown, problem.function), shown
+    assert set(kinds) == {f"{k}-composed" for k in sampling.COURSE_COMPOSERS} and n_ok > 150
+    # to depth: continued fractions nest reciprocals three deep, chains three functions
+    def reciprocals(f: sympy.Expr) -> int:
+        return sum(isinstance(n, sympy.Pow) and n.exp == -1 for n in sympy.preorder_traversal(f))
+
+    assert max(reciprocals(f) for f in kinds["nested-quotient-composed"]) >= 3
+    assert any(isinstance(f, sympy.Function) and isinstance(f.args[0], sympy.Function)
+               and isinstance(f.args[0].args[0], sympy.Function) for f in kinds["chain-composed"])
+    with pytest.raises(ValueError, match="course_composed"):
+        DifferentiationTask(course_composed=2.0)
+
+
 def test_exclude_ood_refuses_every_ood_function():
     keys = {ood.make_problem(text, kind).key for kind, text in ood.load_functions(ood.DEFAULT_SOURCE)}
     on, off = (DifferentiationTask(course_share=1.0, exclude_ood=flag, max_length=1000) for flag in (True, False))

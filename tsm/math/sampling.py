@@ -393,10 +393,96 @@ def course_kind_weights(weights: dict | None) -> tuple[float, ...] | None:
     return weights_over_kinds("course_kinds", weights, COURSE_KINDS)
 
 
-def course_function(rng: random.Random, kind_weights: tuple[float, ...] | None = None) -> SampledFunction:
+# ---- composed course exercises: the same kinds built recursively to random depth ----
+def _atom(rng: random.Random) -> sympy.Expr:
+    """A building block of a composed exercise: x, x + c, k x + c, x^n, x^2 + c, e^x, e^{kx}, log x,
+    a trig function of p x, sqrt(x) or sqrt(x^2 + c)."""
+    return rng.choice([
+        lambda: X, lambda: X + _p(rng), lambda: _k(rng) * X + _k(rng), lambda: X**_n(rng),
+        lambda: X**2 + _p(rng), lambda: sympy.exp(X), lambda: sympy.exp(_k(rng) * X),
+        lambda: sympy.log(X), lambda: _trig(rng)(_p(rng) * X), lambda: sympy.sqrt(X),
+        lambda: sympy.sqrt(X**2 + _p(rng)),
+    ])()
+
+
+def _small(rng: random.Random) -> sympy.Expr:
+    """A constant or a simple atom: what a continued fraction adds at each level."""
+    return _p(rng) if rng.random() < 0.5 else rng.choice([X, X + _p(rng), X**2])
+
+
+def _continued(rng: random.Random, depth: int) -> sympy.Expr:
+    """``a + b / (a' + b' / (...))`` nested ``depth`` times."""
+    inner = _atom(rng) if depth == 0 else _continued(rng, depth - 1)
+    return _small(rng) + rng.choice([_I(1), X, _p(rng)]) / inner
+
+
+def _nested_quotient(rng: random.Random) -> sympy.Expr:
+    depth = rng.randint(1, 3)
+    return rng.choice([
+        lambda: 1 / _continued(rng, depth),
+        lambda: _atom(rng) / _continued(rng, depth),
+        lambda: (_small(rng) + _p(rng) / _atom(rng)) / (_small(rng) - _p(rng) / _atom(rng)),
+    ])()
+
+
+def _log_quotient(rng: random.Random) -> sympy.Expr:
+    a, b = _atom(rng), _atom(rng) + _p(rng)
+    return rng.choice([
+        lambda: sympy.log(a ** rng.choice([1, 1, 2, 3]) / b ** rng.choice([1, 1, 2])),
+        lambda: sympy.log(sympy.sqrt(a / b)),
+        lambda: sympy.log(_atom(rng) * a / b),
+    ])()
+
+
+def _product(rng: random.Random) -> sympy.Expr:
+    return _atom(rng) * _atom(rng) * _atom(rng)
+
+
+_UNARY = (sympy.log, sympy.exp, sympy.sin, sympy.cos, sympy.tan, sympy.sqrt, sympy.atan)
+
+
+_UNDOES = {sympy.log: sympy.exp, sympy.exp: sympy.log, sympy.atan: sympy.tan}  # f(g(u)) = u: not a chain
+
+
+def _chain(rng: random.Random) -> sympy.Expr:
+    expr, last = _atom(rng), None
+    for _ in range(rng.randint(2, 3)):
+        last = rng.choice([u for u in _UNARY if last is None or _UNDOES.get(u) is not last])
+        expr = last(expr)
+    return expr
+
+
+def _radical(rng: random.Random) -> sympy.Expr:
+    if rng.random() < 0.5:  # nested roots, depth 2 or 3
+        expr = _atom(rng)
+        for _ in range(rng.randint(2, 3)):
+            expr = sympy.sqrt(_small(rng) + expr)
+        return expr
+    quadratic = X**2 + _k(rng) * X + _p(rng)
+    return quadratic ** _R(1, rng.choice([2, 3])) * rng.choice([_I(1), _atom(rng)])
+
+
+def _inverse_trig(rng: random.Random) -> sympy.Expr:
+    return _inv(rng)(_atom(rng) / (_atom(rng) + _p(rng)))
+
+
+#: kind -> a recursive builder (``course_composed``): the course kinds' constructions to random depth
+#: with random building blocks, rather than one fixed shape per template.
+COURSE_COMPOSERS: dict[str, Callable[[random.Random], sympy.Expr]] = {
+    "nested-quotient": _nested_quotient, "log-quotient": _log_quotient, "product": _product,
+    "chain": _chain, "radical": _radical, "inverse-trig": _inverse_trig,
+}
+
+
+def course_function(rng: random.Random, kind_weights: tuple[float, ...] | None = None,
+                    composed: float = 0.0) -> SampledFunction:
     """A course exercise: a kind (uniformly, or by ``kind_weights`` from :func:`course_kind_weights`),
-    then one of its templates, with fresh coefficients."""
+    then one of its templates, with fresh coefficients; with ``composed`` > 0, that share of the
+    kinds that have a composer (:data:`COURSE_COMPOSERS`) is built by it instead (at 0 no extra draw
+    is made, so the shipped course stream and course test are unchanged)."""
     kind = rng.choice(COURSE_KINDS) if kind_weights is None else rng.choices(COURSE_KINDS, kind_weights)[0]
+    if composed > 0 and kind in COURSE_COMPOSERS and rng.random() < composed:
+        return SampledFunction(COURSE_COMPOSERS[kind](rng), COURSE_TYPE, f"{kind}-composed")
     expr = COURSE_TEMPLATES[rng.choice(_COURSE_BY_KIND[kind])][1](rng)
     return SampledFunction(expr, COURSE_TYPE, kind)
 
@@ -502,15 +588,16 @@ def simplify_template(index: int, params: dict[str, int], mode: str = "fast") ->
 def sample_function(rng: random.Random, *, simplicity: float = 0.5, max_coefficient: int = 40,
                     max_power: int = 5, max_depth: int = 4, mode: str = "fast",
                     weights: TreeWeights = DIFF_TSM_WEIGHTS, course_share: float = 0.0,
-                    course_kinds: tuple[float, ...] | None = None) -> SampledFunction:
+                    course_kinds: tuple[float, ...] | None = None, course_composed: float = 0.0) -> SampledFunction:
     """Draw one function: a template with probability ``simplicity``, else a random tree (with
     ``weights``' operator tables). With ``course_share`` > 0, a course exercise
     (:func:`course_function`, its kinds weighted by ``course_kinds``) comes first with that
-    probability; at 0 no extra draw is made, so Diff-TSM's stream is unchanged."""
+    probability (``course_composed``: the share built by :data:`COURSE_COMPOSERS`); at 0 no extra
+    draw is made, so Diff-TSM's stream is unchanged."""
     if mode not in SIMPLIFY_MODES:
         raise ValueError(f"simplify mode must be one of {SIMPLIFY_MODES}, got {mode!r}")
     if course_share > 0 and rng.random() < course_share:
-        return course_function(rng, course_kinds)
+        return course_function(rng, course_kinds, course_composed)
     if rng.random() < simplicity:
         index, params = draw_template(rng, max_coefficient, max_power)
         expr = simplify_template(index, params, mode)

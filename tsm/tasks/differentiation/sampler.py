@@ -25,7 +25,9 @@ Coverage knobs (issue 22; ``data.task_options``, all off by default): ``tree_wei
 the random trees' steps or adds the operators Diff-TSM never emits (inverse trig/hyperbolic,
 ``b^f``, ``log_b f``, roots; :func:`tsm.math.sampling.tree_weights`), ``course_share`` draws that
 share of functions from the course templates (:data:`tsm.math.sampling.COURSE_TEMPLATES`:
-function type ``course``; ``course_kinds`` weights their kinds, uniform by default),
+function type ``course``; ``course_kinds`` weights their kinds, uniform by default;
+``course_composed`` builds that share of six kinds recursively to random depth instead,
+:data:`tsm.math.sampling.COURSE_COMPOSERS`, kind ``<kind>-composed``),
 ``exclude_ood`` refuses the OOD set's functions, ``inverse_notation``
 writes inverse trig in prompts as ``\\arcsin``, ``\\sin^{-1}`` or ``\\operatorname{asin}`` (drawn per
 prompt), and ``variant_share`` changes that share of draws as the robustness suite does
@@ -222,8 +224,10 @@ class DifferentiationTask:
                  simplify: str = "fast", surface: str = "diff_tsm", drop_constants: bool = False,
                  tree_weights: dict | None = None, course_share: float = 0.0,
                  inverse_notation: bool = False, exclude_ood: bool = False, variant_share: float = 0.0,
-                 course_kinds: dict | None = None, variant_kinds: dict | None = None):
-        for name, p in (("course_share", course_share), ("variant_share", variant_share)):
+                 course_kinds: dict | None = None, variant_kinds: dict | None = None,
+                 course_composed: float = 0.0):
+        for name, p in (("course_share", course_share), ("variant_share", variant_share),
+                        ("course_composed", course_composed)):
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
         try:  # a mapping, or the sorted (name, weight) pairs the builder's task arguments carry
@@ -233,6 +237,7 @@ class DifferentiationTask:
         # coverage knobs (issue 22), all off by default: Diff-TSM's distribution and notation
         self.weights = sampling.tree_weights(weights)
         self.course_share = float(course_share)
+        self.course_composed = float(course_composed)
         try:  # course_kind_weights names the key in its own messages
             kinds = dict(course_kinds or {})
         except (TypeError, ValueError):
@@ -263,7 +268,8 @@ class DifferentiationTask:
         return sampling.sample_function(
             rng, simplicity=self.simplicity, max_coefficient=self.max_coefficient,
             max_power=self.max_power, max_depth=self.max_depth, mode=self.simplify,
-            weights=self.weights, course_share=self.course_share, course_kinds=self.course_kinds)
+            weights=self.weights, course_share=self.course_share, course_kinds=self.course_kinds,
+            course_composed=self.course_composed)
 
     def _vary(self, drawn: sampling.SampledFunction, rng: random.Random) -> sampling.SampledFunction:
         """``variant_share``: the drawn f changed as the robustness suite changes a solved function
