@@ -441,13 +441,15 @@ def _product(rng: random.Random) -> sympy.Expr:
 _UNARY = (sympy.log, sympy.exp, sympy.sin, sympy.cos, sympy.tan, sympy.sqrt, sympy.atan)
 
 
-_UNDOES = {sympy.log: sympy.exp, sympy.exp: sympy.log, sympy.atan: sympy.tan}  # f(g(u)) = u: not a chain
+#: f -> g with f(g(u)) = u: a chain never applies f right after g
+_UNDOES = {sympy.log: sympy.exp, sympy.exp: sympy.log, sympy.atan: sympy.tan, sympy.tan: sympy.atan}
 
 
 def _chain(rng: random.Random) -> sympy.Expr:
-    expr, last = _atom(rng), None
+    expr = _atom(rng)
+    last = expr.func  # the atom's own head (e^x, log x, a trig function) counts as the first link
     for _ in range(rng.randint(2, 3)):
-        last = rng.choice([u for u in _UNARY if last is None or _UNDOES.get(u) is not last])
+        last = rng.choice([u for u in _UNARY if _UNDOES.get(u) is not last])
         expr = last(expr)
     return expr
 
