@@ -20,16 +20,20 @@ import torch.distributed as dist
 def global_sum(module: L.LightningModule, value: torch.Tensor | float) -> torch.Tensor:
     """``value`` summed over all ranks (itself on one process); always a tensor on the module's device."""
     t = value.clone() if isinstance(value, torch.Tensor) else torch.tensor(float(value), device=module.device)
-    trainer = module._trainer
-    if dist.is_available() and dist.is_initialized() and trainer is not None and trainer.world_size > 1:
+    if _distributed(module):
         dist.all_reduce(t)
     return t
 
 
+def _distributed(module: L.LightningModule) -> bool:
+    """Whether ``module`` trains in a process group of more than one rank."""
+    trainer = module._trainer
+    return dist.is_available() and dist.is_initialized() and trainer is not None and trainer.world_size > 1
+
+
 def global_counts(module: L.LightningModule, counts: Counter) -> Counter:
     """``counts`` (label -> count) summed over all ranks, whose labels may differ (itself on one process)."""
-    trainer = module._trainer
-    if not (dist.is_available() and dist.is_initialized() and trainer is not None and trainer.world_size > 1):
+    if not _distributed(module):
         return Counter(counts)
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, dict(counts))
